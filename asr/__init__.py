@@ -1,0 +1,1 @@
+"""Speech recognition: the engine interface, its registry and the engines."""

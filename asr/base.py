@@ -1,0 +1,63 @@
+"""The ASR engine interface. Engines yield segments as they decode (like faster-whisper),
+so callers can stream results."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from callsense.config import Settings
+from callsense.registry import Registry
+
+
+@dataclass
+class RecognizedWord:
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass
+class RecognizedSegment:
+    text: str
+    start: float
+    end: float
+    words: list[RecognizedWord] = field(default_factory=list)
+    confidence: float | None = None
+
+
+class AsrEngine(ABC):
+    """16 kHz mono float32 in, punctuated text with word times out."""
+
+    name: str = "?"
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """Engine and model version, stored with every transcript."""
+
+    @abstractmethod
+    def transcribe(self, audio: np.ndarray) -> Iterator[RecognizedSegment]:
+        ...
+
+
+class AsrUnavailable(RuntimeError):
+    """The engine cannot be used (missing model, bad checksum, server down): one clear line."""
+
+
+asr_engines: Registry[AsrEngine] = Registry(
+    "ASR engine",
+    lazy={
+        "whisper": "callsense.asr.engines.whisper",
+        "riva": "callsense.asr.engines.riva",
+        "nemo": "callsense.asr.engines.nemo",
+    },
+)
+
+
+def create_asr_engine(settings: Settings) -> AsrEngine:
+    return asr_engines.get(settings.asr_engine)(settings)

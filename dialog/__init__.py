@@ -1,0 +1,1 @@
+"""Retail assistant dialog engine."""

@@ -1,0 +1,1 @@
+"""Call intake and the stream pipeline: events, decoding, segmentation, transports."""

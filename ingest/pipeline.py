@@ -1,0 +1,74 @@
+"""Builds the stages from settings. Heavy resources (models, database) load only for the
+stages a process actually runs."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from callsense.config import Settings
+from callsense.ingest.blobs import BlobStore
+from callsense.ingest.stage import STAGE_ORDER, Stage
+
+
+class PipelineResources:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.settings.resolved_blob_dir, self.settings.inline_audio_max_bytes)
+
+    @cached_property
+    def vad(self):
+        from callsense.ingest.vad import SileroModel
+
+        return SileroModel()
+
+    @cached_property
+    def asr_engine(self):
+        from callsense.asr.base import create_asr_engine
+
+        return create_asr_engine(self.settings)
+
+    @cached_property
+    def sentiment_model(self):
+        from callsense.nlp.sentiment.base import create_sentiment_model
+
+        return create_sentiment_model(self.settings)
+
+    @cached_property
+    def store(self):
+        from callsense.store.db import make_engine
+        from callsense.store.repository import ResultStore
+
+        return ResultStore(make_engine(self.settings.resolved_database_url))
+
+
+def build_stage(name: str, res: PipelineResources) -> Stage:
+    if name == "segment":
+        from callsense.ingest.segment import CallSegmenter
+
+        return CallSegmenter(res.settings, res.blobs, res.vad)
+    if name == "transcribe":
+        from callsense.asr.transcribe import UtteranceTranscriber
+
+        return UtteranceTranscriber(res.asr_engine, res.blobs)
+    if name == "sentiment":
+        from callsense.nlp.sentiment.stage import SentenceScorer
+
+        return SentenceScorer(res.sentiment_model)
+    if name == "store":
+        from callsense.store.stage import ResultWriter
+
+        return ResultWriter(res.store)
+    raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_ORDER)}")
+
+
+def parse_stage_names(spec: str) -> list[str]:
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if names == ["all"]:
+        return list(STAGE_ORDER)
+    bad = [n for n in names if n not in STAGE_ORDER]
+    if bad or not names:
+        raise ValueError(f"unknown stage(s) {', '.join(bad) or '(none)'}; choose from: all, {', '.join(STAGE_ORDER)}")
+    return names

@@ -1,0 +1,254 @@
+"""The segment stage: a call's audio in, utterance batches per channel out.
+
+Recorded calls are decoded whole and their utterances packed into ASR windows. Live calls
+arrive as ordered chunks; each channel runs the same endpointer incrementally and an
+utterance is sent on as soon as its end is detected.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from callsense.config import Settings
+from callsense.ingest.blobs import BlobStore
+from callsense.ingest.convert import (
+    TARGET_RATE, StreamResampler, decode_audio, float_to_s16le, pcm_to_int16,
+)
+from callsense.ingest.errors import BadInput
+from callsense.ingest.events import (
+    CallChunk, CallOpened, CallRecorded, CallSegmented, EventModel, UtteranceBatch, UtteranceSpan,
+)
+from callsense.ingest.stage import dead_letter
+from callsense.ingest.vad import (
+    EndpointerOptions, SileroModel, Span, SpeechProbabilityStream, UtteranceEndpointer, speech_spans,
+)
+
+log = logging.getLogger("callsense.segment")
+
+# Silence put between packed utterances so the recognizer does not run words together.
+GAP_S = 0.3
+
+
+def collapse_dual_mono(channels: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """A stereo recording of one voice (both channels alike) is one speaker, not a call."""
+    if channels.shape[0] != 2:
+        return channels
+    a, b = channels
+    if a.std() < 1e-6 or b.std() < 1e-6:
+        return channels
+    corr = float(np.corrcoef(a, b)[0, 1])
+    return channels.mean(axis=0, keepdims=True) if corr >= threshold else channels
+
+
+def endpointer_options(settings: Settings, live: bool = False) -> EndpointerOptions:
+    return EndpointerOptions(
+        threshold=settings.vad_threshold,
+        min_silence_ms=settings.live_min_silence_ms if live else settings.vad_min_silence_ms,
+        speech_pad_ms=settings.vad_speech_pad_ms,
+        max_utterance_s=settings.vad_max_utterance_s,
+    )
+
+
+@dataclass
+class _LiveChannel:
+    resampler: StreamResampler
+    probs: SpeechProbabilityStream
+    endpointer: UtteranceEndpointer
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    base: int = 0  # sample index of audio[0] from the start of the call
+    count: int = 0
+
+
+@dataclass
+class _LiveCall:
+    call_id: str
+    channels: list[_LiveChannel]
+    speakers: list[str]
+    agent_id: str | None
+    stream_started_at: float
+    next_seq: int = 0
+    held: dict[int, CallChunk] = field(default_factory=dict)
+    chunk_samples: int = 1600
+
+
+class CallSegmenter:
+    name = "segment"
+    inputs = ("calls",)
+
+    def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None):
+        self.settings = settings
+        self.blobs = blobs
+        self.vad = vad or SileroModel()
+        self._live: dict[str, _LiveCall] = {}
+        self._skipped: set[str] = set()
+
+    def open_calls(self) -> set[str]:
+        """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
+        return set(self._live)
+
+    def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
+        out: list[EventModel] = []
+        for ev in events:
+            if isinstance(ev, CallRecorded):
+                out.extend(self._recorded(ev))
+            elif isinstance(ev, CallChunk):
+                out.extend(self._chunk(ev))
+        return out
+
+    # ---- recorded calls ------------------------------------------------------------
+
+    def _recorded(self, ev: CallRecorded) -> list[EventModel]:
+        decoded = decode_audio(self.blobs.get(ev.audio), self.settings.decoder)
+        channels = collapse_dual_mono(decoded.channels)
+        n = channels.shape[0]
+        speakers = [self.settings.role_of_channel(c, n) for c in range(n)]
+        out: list[EventModel] = [CallOpened(
+            call_id=ev.call_id, source_name=ev.source_name, mode="recorded", channels=n,
+            speakers=speakers, agent_id=ev.agent_id, started_at=ev.received_at)]
+        per_channel: dict[int, int] = {}
+        opts = endpointer_options(self.settings)
+        for c in range(n):
+            spans = speech_spans(channels[c], self.vad, opts)
+            per_channel[c] = len(spans)
+            out.extend(self._pack(ev, c, speakers[c], channels[c], spans))
+        out.append(CallSegmented(call_id=ev.call_id, utterances_per_channel=per_channel, duration_s=decoded.duration_s))
+        return out
+
+    def _pack(self, ev: CallRecorded, channel: int, speaker: str, audio: np.ndarray, spans: list[Span]) -> list[UtteranceBatch]:
+        window = self.settings.asr_window_s * TARGET_RATE
+        gap = np.zeros(int(GAP_S * TARGET_RATE), np.float32)
+        batches: list[UtteranceBatch] = []
+        pieces: list[np.ndarray] = []
+        utts: list[UtteranceSpan] = []
+        length = 0
+
+        def flush():
+            nonlocal pieces, utts, length
+            if utts:
+                pcm = float_to_s16le(np.concatenate(pieces))
+                batches.append(UtteranceBatch(call_id=ev.call_id, channel=channel, speaker=speaker,
+                                              agent_id=ev.agent_id, utterances=utts, audio=self.blobs.put(pcm)))
+            pieces, utts, length = [], [], 0
+
+        for i, sp in enumerate(spans):
+            size = sp.end - sp.start
+            if utts and length + gap.size + size > window:
+                flush()
+            if utts:
+                pieces.append(gap)
+                length += gap.size
+            utts.append(UtteranceSpan(index=i, start=sp.start / TARGET_RATE, end=sp.end / TARGET_RATE, offset=length / TARGET_RATE))
+            pieces.append(audio[sp.start:sp.end])
+            length += size
+        flush()
+        return batches
+
+    # ---- live calls ----------------------------------------------------------------
+
+    def _chunk(self, ch: CallChunk) -> list[EventModel]:
+        call = self._live.get(ch.call_id)
+        if call is None:
+            if ch.seq != 0:
+                # After a restart the consumer replays from the oldest open call; chunks of
+                # calls that finished before that point belong to work already done.
+                if ch.call_id not in self._skipped:
+                    self._skipped.add(ch.call_id)
+                    log.info("skipping chunks of call %s from seq %d: its start precedes this consumer's position", ch.call_id, ch.seq)
+                return []
+            call = self._open_live(ch)
+            out: list[EventModel] = [CallOpened(
+                call_id=ch.call_id, source_name=ch.source_name, mode="live", channels=ch.channels,
+                speakers=call.speakers, agent_id=ch.agent_id, started_at=ch.stream_started_at)]
+        else:
+            out = []
+        if ch.seq < call.next_seq or ch.seq in call.held:
+            return out  # a redelivered duplicate
+        call.held[ch.seq] = ch
+        window = self.settings.live_reorder_window
+        while call.held:
+            if call.next_seq in call.held:
+                chunk = call.held.pop(call.next_seq)
+                call.next_seq += 1
+                out.extend(self._feed(call, chunk))
+                if chunk.final:
+                    out.extend(self._close_live(call))
+                    return out
+            elif max(call.held) - call.next_seq > window:
+                first = min(call.held)
+                missing = first - call.next_seq
+                out.append(dead_letter(self.name, ch, f"live call {ch.call_id}: chunks {call.next_seq}..{first - 1} never arrived "
+                                       f"within a window of {window}; filled with {missing} chunks of silence"))
+                for c, chan in enumerate(call.channels):
+                    self._push_channel(call, chan, np.zeros(call.chunk_samples * missing, np.float32), out, c)
+                call.next_seq = first
+            else:
+                break
+        return out
+
+    def _open_live(self, ch: CallChunk) -> _LiveCall:
+        if ch.channels < 1 or ch.sample_rate < 4000:
+            raise BadInput(f"live call {ch.call_id}: bad stream format ({ch.channels} channels at {ch.sample_rate} Hz)")
+        opts = endpointer_options(self.settings, live=True)
+        chans = [_LiveChannel(StreamResampler(ch.sample_rate), SpeechProbabilityStream(self.vad), UtteranceEndpointer(opts))
+                 for _ in range(ch.channels)]
+        speakers = [self.settings.role_of_channel(c, ch.channels) for c in range(ch.channels)]
+        call = _LiveCall(ch.call_id, chans, speakers, ch.agent_id, ch.stream_started_at)
+        self._live[ch.call_id] = call
+        return call
+
+    def _feed(self, call: _LiveCall, chunk: CallChunk) -> list[EventModel]:
+        samples = pcm_to_int16(chunk.pcm, chunk.encoding)
+        n_ch = len(call.channels)
+        samples = samples[: samples.size - samples.size % n_ch].reshape(-1, n_ch)
+        if samples.shape[0]:
+            call.chunk_samples = int(round(samples.shape[0] * TARGET_RATE / chunk.sample_rate))
+        out: list[EventModel] = []
+        for c, chan in enumerate(call.channels):
+            self._push_channel(call, chan, chan.resampler.push(samples[:, c]), out, c)
+        return out
+
+    def _push_channel(self, call: _LiveCall, chan: _LiveChannel, audio16k: np.ndarray, out: list, c: int) -> None:
+        chan.audio = np.concatenate([chan.audio, audio16k])
+        for span in chan.endpointer.push(chan.probs.push(audio16k)):
+            out.append(self._live_batch(call, chan, c, span))
+        # Keep only what an open utterance (plus its left padding) may still need.
+        keep_from = chan.endpointer.open_since
+        if keep_from is None:
+            keep_from = chan.base + chan.audio.size - int(0.5 * TARGET_RATE)
+        drop = max(0, keep_from - chan.base)
+        if drop:
+            chan.audio = chan.audio[drop:]
+            chan.base += drop
+
+    def _live_batch(self, call: _LiveCall, chan: _LiveChannel, c: int, span: Span) -> UtteranceBatch:
+        end = min(span.end, chan.base + chan.audio.size)
+        start = max(span.start, chan.base)
+        pcm = float_to_s16le(chan.audio[start - chan.base:end - chan.base])
+        idx = chan.count
+        chan.count += 1
+        return UtteranceBatch(
+            call_id=call.call_id, channel=c, speaker=call.speakers[c], agent_id=call.agent_id,
+            utterances=[UtteranceSpan(index=idx, start=start / TARGET_RATE, end=end / TARGET_RATE, offset=0.0)],
+            audio=self.blobs.put(pcm), live_started_at=call.stream_started_at,
+        )
+
+    def _close_live(self, call: _LiveCall) -> list[EventModel]:
+        out: list[EventModel] = []
+        for c, chan in enumerate(call.channels):
+            tail = chan.resampler.flush()
+            if tail.size:
+                chan.audio = np.concatenate([chan.audio, tail])
+                for span in chan.endpointer.push(chan.probs.push(tail)):
+                    out.append(self._live_batch(call, chan, c, span))
+            for span in chan.endpointer.finish():
+                out.append(self._live_batch(call, chan, c, span))
+        duration = max((ch.base + ch.audio.size) for ch in call.channels) / TARGET_RATE
+        out.append(CallSegmented(call_id=call.call_id, duration_s=duration,
+                                 utterances_per_channel={c: ch.count for c, ch in enumerate(call.channels)}))
+        del self._live[call.call_id]
+        log.debug("live call %s closed after %.1f s", call.call_id, duration)
+        return out

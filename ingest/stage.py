@@ -1,0 +1,76 @@
+"""What a pipeline stage is, where its events go, and how one bad event is isolated.
+
+A stage is a plain object with `handle_batch(events) -> events`; transports only move
+events between stages (in-process queues or Kafka topics, same routing table).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Protocol, Sequence
+
+from callsense.ingest.errors import BadInput, TransientError
+from callsense.ingest.events import DeadLetter, EventModel
+
+log = logging.getLogger("callsense.pipeline")
+
+# Topic (without prefix) for each event kind.
+TOPIC_OF_KIND = {
+    "call_recorded": "calls",
+    "call_chunk": "calls",
+    "utterance_batch": "utterances",
+    "transcribed": "transcripts",
+    "scored": "results",
+    "call_opened": "results",
+    "call_segmented": "results",
+    "dead_letter": "dead-letters",
+}
+STAGE_ORDER = ("segment", "transcribe", "sentiment", "store")
+
+
+class Stage(Protocol):
+    name: str
+    inputs: tuple[str, ...]
+
+    def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]: ...
+
+
+def dead_letter(stage: str, event: EventModel | None, reason: str, detail: str = "") -> DeadLetter:
+    return DeadLetter(stage=stage, call_id=getattr(event, "call_id", None), reason=reason, detail=detail)
+
+
+def run_safely(stage: Stage, events: Sequence[EventModel]) -> list[EventModel]:
+    """Run a batch; if it fails, run events one by one so only the bad ones are dead-lettered.
+    Transient failures propagate: the transport retries them without committing."""
+    try:
+        return stage.handle_batch(events)
+    except TransientError:
+        raise
+    except Exception:
+        if len(events) == 1:
+            return [_as_dead_letter(stage, events[0])]
+    out: list[EventModel] = []
+    for ev in events:
+        try:
+            out.extend(stage.handle_batch([ev]))
+        except TransientError:
+            raise
+        except Exception:
+            out.append(_as_dead_letter(stage, ev))
+    return out
+
+
+def _as_dead_letter(stage: Stage, ev: EventModel) -> DeadLetter:
+    import sys
+
+    exc = sys.exc_info()[1]
+    call = getattr(ev, "call_id", None)
+    if isinstance(exc, BadInput):
+        reason = str(exc)
+        detail = ""
+    else:
+        reason = f"internal error in {stage.name}: {exc.__class__.__name__}: {exc}"
+        detail = traceback.format_exc(limit=8)
+    log.warning("dead-lettered %s event of call %s at %s: %s", getattr(ev, "kind", "?"), call, stage.name, reason)
+    return dead_letter(stage.name, ev, reason, detail)

@@ -1,0 +1,214 @@
+"""Kafka transport: each stage is a consumer group; outputs are produced and flushed
+before the input offsets are committed (at-least-once), and the store's natural keys make
+redelivery harmless (exactly-once rows).
+
+Live calls keep segmentation state in memory, so for the segment stage the committed
+offset never passes the first chunk of a call that is still open: after a crash the call
+is replayed from its start and rebuilds the same utterances.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterable, Sequence
+
+from callsense.config import Settings
+from callsense.ingest.errors import TransientError
+from callsense.ingest.events import EventModel, decode_event, encode_event, event_key
+from callsense.ingest.stage import TOPIC_OF_KIND, Stage, dead_letter, run_safely
+
+log = logging.getLogger("callsense.kafka")
+
+
+class BrokerUnavailable(RuntimeError):
+    pass
+
+
+def _kafka():
+    import kafka  # noqa: F401  (kafka-python)
+
+    return kafka
+
+
+class KafkaPublisher:
+    """One producer per process, shared by the stage threads (KafkaProducer is thread-safe)."""
+
+    def __init__(self, settings: Settings):
+        from kafka import KafkaProducer
+        from kafka.errors import NoBrokersAvailable
+
+        self.settings = settings
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap.split(","),
+                acks="all", linger_ms=2, retries=10,
+                max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+                request_timeout_ms=15000, max_block_ms=15000,
+            )
+        except NoBrokersAvailable:
+            raise BrokerUnavailable(f"no Kafka broker answers at {settings.kafka_bootstrap} "
+                                    "(start one with `callsense kafka-local start` or set CALLSENSE_KAFKA_BOOTSTRAP)") from None
+
+    def publish(self, events: Iterable[EventModel]) -> list:
+        futures = []
+        for ev in events:
+            data = encode_event(ev)
+            if len(data) > self.settings.max_message_bytes:
+                log.warning("event %s of call %s is %d bytes (> %d): dead-lettered",
+                            ev.kind, getattr(ev, "call_id", None), len(data), self.settings.max_message_bytes)
+                ev = dead_letter("produce", ev, f"oversized {ev.kind} event: {len(data)} bytes > {self.settings.max_message_bytes}")
+                data = encode_event(ev)
+            key = event_key(ev)
+            futures.append(self._producer.send(self.settings.topic(TOPIC_OF_KIND[ev.kind]), value=data,
+                                               key=key.encode() if key else None))
+        return futures
+
+    def flush(self, timeout: float = 30) -> None:
+        self._producer.flush(timeout=timeout)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+def ensure_topics(settings: Settings) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+
+    names = sorted({settings.topic(t) for t in TOPIC_OF_KIND.values()})
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), request_timeout_ms=15000)
+    except NoBrokersAvailable:
+        raise BrokerUnavailable(f"no Kafka broker answers at {settings.kafka_bootstrap}") from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(n, num_partitions=settings.kafka_partitions, replication_factor=1,
+                            topic_configs={"max.message.bytes": str(max(settings.max_message_bytes * 2, 1_048_576))})
+                   for n in names if n not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class StageConsumer:
+    """Runs one stage as a member of its consumer group until `stop` is set."""
+
+    def __init__(self, settings: Settings, stage: Stage, publisher: KafkaPublisher, stop: threading.Event,
+                 max_records: int = 32):
+        self.settings = settings
+        self.stage = stage
+        self.publisher = publisher
+        self.stop = stop
+        self.max_records = max_records
+        self.processed = 0
+        self._first_offset: dict[tuple, int] = {}  # (tp, call_id) -> offset of its first chunk
+
+    def _consumer(self):
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            *[self.settings.topic(t) for t in self.stage.inputs],
+            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            group_id=f"{self.settings.topic_prefix}-{self.stage.name}",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.poll_timeout_ms, max_poll_records=self.max_records,
+            max_partition_fetch_bytes=max(self.settings.max_message_bytes * 2, 1_048_576),
+            session_timeout_ms=10000, heartbeat_interval_ms=2000,
+            max_poll_interval_ms=600_000,
+        )
+
+    def run(self) -> None:
+        from kafka import OffsetAndMetadata
+
+        consumer = self._consumer()
+        backoff = 0.5
+        try:
+            while not self.stop.is_set():
+                polled = consumer.poll(timeout_ms=200)
+                if not polled:
+                    continue
+                for tp, records in polled.items():
+                    events = []
+                    for rec in records:
+                        try:
+                            events.append((rec.offset, decode_event(rec.value)))
+                        except Exception as e:  # not our format: dead-letter, keep going
+                            key = rec.key.decode(errors="replace") if rec.key else None
+                            events.append((rec.offset, dead_letter(self.stage.name, None,
+                                           f"undecodable message at {tp.topic}[{tp.partition}]@{rec.offset} (key {key}): {str(e)[:200]}")))
+                    while True:
+                        try:
+                            self._process(tp, events)
+                            backoff = 0.5
+                            break
+                        except TransientError as e:
+                            if self.stop.is_set():
+                                return
+                            log.warning("%s: %s; retrying in %.1f s", self.stage.name, e, backoff)
+                            time.sleep(backoff)
+                            backoff = min(backoff * 2, 30)
+                    commit_at = self._commit_position(tp, records[-1].offset + 1)
+                    if commit_at is not None:
+                        consumer.commit({tp: OffsetAndMetadata(commit_at, "", -1)})
+        finally:
+            consumer.close(autocommit=False)
+
+    def _process(self, tp, events: Sequence[tuple[int, EventModel]]) -> None:
+        from callsense.ingest.events import DeadLetter
+
+        passthrough = [ev for _, ev in events if isinstance(ev, DeadLetter) and "dead-letters" not in self.stage.inputs]
+        work = [ev for _, ev in events if not any(ev is p for p in passthrough)]
+        for off, ev in events:
+            if getattr(ev, "kind", "") == "call_chunk" and (tp, ev.call_id) not in self._first_offset:
+                self._first_offset[(tp, ev.call_id)] = off
+        outputs = run_safely(self.stage, work) if work else []
+        self.publisher.publish([*passthrough, *outputs])
+        self.publisher.flush()
+        self.processed += len(events)
+
+    def _commit_position(self, tp, next_offset: int) -> int | None:
+        open_calls = getattr(self.stage, "open_calls", None)
+        if open_calls is None:
+            return next_offset
+        still_open = open_calls()
+        for key in [k for k in self._first_offset if k[0] == tp and k[1] not in still_open]:
+            del self._first_offset[key]
+        pending = [off for (t, _), off in self._first_offset.items() if t == tp]
+        return min(pending) if pending else next_offset
+
+
+def run_worker(settings: Settings, stages: Sequence[Stage], stop: threading.Event) -> None:
+    """All given stages in one process, one consumer thread each."""
+    ensure_topics(settings)
+    publisher = KafkaPublisher(settings)
+    threads = []
+    consumers = [StageConsumer(settings, st, publisher, stop) for st in stages]
+    errors: list[BaseException] = []
+
+    def target(c: StageConsumer):
+        try:
+            c.run()
+        except BaseException as e:  # surfaced by the caller, not swallowed
+            errors.append(e)
+            stop.set()
+
+    for c in consumers:
+        t = threading.Thread(target=target, args=(c,), name=f"stage-{c.stage.name}", daemon=True)
+        t.start()
+        threads.append(t)
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+        publisher.close()
+    if errors:
+        raise errors[0]

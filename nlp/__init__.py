@@ -1,0 +1,1 @@
+"""Text analytics: sentence splitting and sentiment."""

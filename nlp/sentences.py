@@ -1,0 +1,31 @@
+"""Split recognized words into sentences, keeping each sentence's time span."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from callsense.asr.base import RecognizedWord
+
+_END = re.compile(r"[.!?]+[\"')\]]*$")
+_ABBREV = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.", "no.", "jr.", "sr."}
+
+
+def split_sentences(words: Sequence[RecognizedWord]) -> list[list[RecognizedWord]]:
+    sentences: list[list[RecognizedWord]] = []
+    current: list[RecognizedWord] = []
+    for w in words:
+        current.append(w)
+        token = w.text.strip().lower()
+        if _END.search(token) and token not in _ABBREV and not re.fullmatch(r"\d+\.", token):
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return [s for s in sentences if "".join(w.text for w in s).strip()]
+
+
+def join_words(words: Sequence[RecognizedWord]) -> str:
+    # Whisper words carry their leading space; other engines' words may not.
+    text = "".join(w.text if w.text[:1].isspace() else " " + w.text for w in words)
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,0 +1,73 @@
+"""Default sentiment model: a fine-tuned MiniLM exported to int8 ONNX, tokenized with
+`transformers` and run by onnxruntime (no torch needed). The model file's sha256 is
+checked against its manifest before loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from callsense.config import Settings
+from callsense.nlp.sentiment.base import (
+    DEFAULT_MODEL_DIR, SentimentModel, SentimentScore, SentimentUnavailable, sentiment_models,
+)
+
+
+def load_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise SentimentUnavailable(f"no sentiment model at {folder} (manifest.json missing)")
+    return json.loads(path.read_text())
+
+
+@sentiment_models.register("onnx")
+class OnnxSentimentModel(SentimentModel):
+    name = "onnx"
+
+    def __init__(self, settings: Settings, *, max_length: int = 128):
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        folder = Path(settings.sentiment_model_dir or DEFAULT_MODEL_DIR)
+        manifest = load_manifest(folder)
+        model_path = folder / "model.onnx"
+        data = model_path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != manifest["sha256"]:
+            raise SentimentUnavailable(f"refusing {model_path}: sha256 {digest} differs from its manifest ({manifest['sha256']})")
+        labels = json.loads((folder / "labels.json").read_text())
+        self.labels = [labels[str(i)] if isinstance(labels, dict) else labels[i] for i in range(len(labels))]
+        self._max_length = manifest.get("max_length", max_length)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = settings.cpu_threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._model_id = manifest.get("name", folder.name) + "@" + digest[:12]
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def score(self, texts: Sequence[str]) -> list[SentimentScore]:
+        if not texts:
+            return []
+        enc = self._tokenizer(
+            [t if t.strip() else "." for t in texts], padding=True, truncation=True,
+            max_length=self._max_length, return_tensors="np",
+        )
+        feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}
+        logits = self._session.run(None, feed)[0]
+        z = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        out = []
+        for row in probs:
+            i = int(row.argmax())
+            out.append(SentimentScore(self.labels[i], float(row[i]), {l: float(p) for l, p in zip(self.labels, row)}))
+        return out

@@ -1,0 +1,1 @@
+"""The SQLModel schema and the repository over it (SQLite or PostgreSQL)."""
