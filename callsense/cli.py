@@ -316,5 +316,26 @@ def kafka_status(home: Optional[Path] = typer.Option(None)):
     console.print(local.LocalKafka(home=home or local.default_home()).status())
 
 
+# Commands owned by other packages (dashboard, dialog, riva-serve, finetune) register
+# themselves through `register(app)` in their package's cli module.
+_COMMAND_MODULES = ("callsense.dashboard.cli", "callsense.dialog.cli", "callsense.asr.cli", "callsense.finetune.cli")
+
+
+def _mount_package_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_mount_package_commands()
+
+
 def main() -> None:
     app()
