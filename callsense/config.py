@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     sentiment_backend: str = Field("onnx", description="Sentiment model name from the registry.")
     sentiment_model_dir: Path | None = Field(None, description="Default: the model shipped in callsense.nlp.sentiment.models.")
 
+    # --- riva: engines, riva-serve, TTS (issue 3) ---
+
+    # --- dashboard (issue 4) ---
+
+    # --- dialog: assistant, NLU, fulfillment (issue 5) ---
+
+    # --- fine-tuning and model registry (issue 6) ---
+
     @field_validator("channel_roles", mode="before")
     @classmethod
     def _split_roles(cls, v):

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
 from callsense.store import schema  # noqa: F401  (registers the tables)
+# Other table modules register here too, one import each.
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
