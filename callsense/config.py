@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,10 +62,67 @@ class Settings(BaseSettings):
     sentiment_model_dir: Path | None = Field(None, description="Default: the model shipped in callsense.nlp.sentiment.models.")
 
     # --- riva: engines, riva-serve, TTS (issue 3) ---
+    riva_url: str = Field("localhost:50051", description="host:port of the Riva server (a real Riva deployment or `callsense riva-serve`).")
+    riva_use_ssl: bool = Field(False, description="Reach the Riva server over TLS (system root certificates unless riva_ssl_cert is set).")
+    riva_ssl_cert: Path | None = Field(None, description="Root CA certificate (PEM) of the Riva server; implies TLS.")
+    riva_ssl_client_cert: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    riva_ssl_client_key: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    riva_api_key: str | None = Field(None, description="Sent as `authorization: Bearer KEY` metadata (hosted Riva, NVIDIA cloud functions).")
+    riva_metadata: str = Field("", description="Extra gRPC metadata: `key=value` pairs separated by commas (e.g. `function-id=...`).")
+    riva_asr_model: str = Field("", description="Riva ASR model name; empty lets the server pick its model for riva_language.")
+    riva_language: str = Field("en-US", description="Language code sent with every Riva request.")
+    riva_automatic_punctuation: bool = Field(True, description="Ask Riva for punctuated transcripts (sentence splitting needs it).")
+    riva_word_time_offsets: bool = Field(True, description="Ask Riva for word times (the transcribe stage needs them to place words).")
+    riva_boosted_words: str = Field("", description="Word boosting: `word:score` pairs separated by commas, e.g. `Northwind:20,Contoso:20` "
+                                                   "(a word without a score gets riva_default_boost).")
+    riva_boosted_words_file: Path | None = Field(None, description="File of boosted words, one `word[:score]` per line ('#' starts a comment); "
+                                                                    "merged with riva_boosted_words.")
+    riva_default_boost: float = Field(20.0, description="Boost score of a boosted word given without one (Riva recommends 20-100).")
+    riva_timeout_s: float = Field(30.0, gt=0, description="Deadline of one Riva call (a whole stream for streaming recognition: x10).")
+    riva_retries: int = Field(4, ge=0, description="Retries of a Riva call that failed with UNAVAILABLE or DEADLINE_EXCEEDED.")
+    riva_retry_backoff_s: float = Field(0.5, gt=0, description="Delay before the first retry; doubles on each retry (at most 10 s).")
+    riva_tts_voice: str = Field("", description="Riva TTS voice (e.g. English-US.Female-1); empty lets the server choose by language.")
+    riva_tts_sample_rate: int = Field(22050, ge=8000, le=48000, description="Sample rate asked of Riva TTS.")
+    riva_sentiment_model: str = Field("callsense-sentiment", description="Riva text-classification model used by the `riva` sentiment backend.")
+    riva_sentiment_labels: str = Field("", description="Map the classifier's labels to negative/neutral/positive, e.g. "
+                                                      "`LABEL_0:negative,LABEL_1:neutral,LABEL_2:positive`; default: by label name.")
+    riva_serve_host: str = Field("127.0.0.1", description="`callsense riva-serve`: address to listen on (0.0.0.0 to serve other machines).")
+    riva_serve_port: int = Field(50051, ge=1, le=65535, description="`callsense riva-serve`: port (50051 is Riva's).")
+    riva_serve_workers: int = Field(16, ge=1, description="`callsense riva-serve`: gRPC threads = calls and streams served at once.")
+    riva_serve_asr_engine: str = Field("whisper", description="Embedded ASR engine behind riva-serve (word boosting needs whisper).")
+    riva_serve_asr_parallel: int = Field(1, ge=1, description="riva-serve: decodes that run in parallel (each uses cpu_threads).")
+    riva_serve_tts_engine: str = Field("espeak", description="Embedded TTS engine behind riva-serve.")
+    riva_serve_sentiment_backend: str = Field("onnx", description="Sentiment model behind riva-serve's ClassifyText.")
+    riva_serve_interim_s: float = Field(1.0, gt=0, description="riva-serve streaming: seconds of new speech between interim results.")
+    tts_engine: str = Field("espeak", description="TTS engine name from the registry (espeak: embedded, riva: a Riva server).")
+    espeak_voice: str = Field("en-us", description="espeak-ng voice of the embedded TTS engine.")
+    espeak_words_per_minute: int = Field(165, ge=80, le=450, description="espeak-ng speaking rate.")
+    nemo_model_path: Path | None = Field(None, description="Local .nemo checkpoint of the `nemo` ASR engine.")
+    nemo_batch_size: int = Field(4, ge=1, description="Clips per NeMo transcribe batch.")
+    nemo_device: str = Field("cpu", description="torch device of the NeMo engine (cpu, cuda, cuda:1, ...).")
 
     # --- dashboard (issue 4) ---
 
     # --- dialog: assistant, NLU, fulfillment (issue 5) ---
+    nlu_backend: str = Field("embedded", description="NLU backend from the registry: embedded (joint intent/slot model), riva, or keywords (rules, no model).")
+    nlu_min_confidence: float = Field(0.0, ge=0, le=1, description="Intents below this confidence are treated as nomatch.none.")
+    dialog_flows_dir: Path | None = Field(None, description="Folder of Jarvis-style flow files; default: the shipped retail assistant.")
+    dialog_seed: int | None = Field(None, description="Seed for message_text_random choices; set it for reproducible conversations.")
+    dialog_max_input_chars: int = Field(500, ge=1, description="Longer user inputs are cut to this many characters before the NLU.")
+    dialog_max_steps: int = Field(100, ge=5, description="States one turn may pass through before the engine gives up with an apology.")
+    dialog_export_dir: Path | None = Field(None, description="Daily CSV exports of the turn archive; default: data_dir/dialog/exports.")
+    weather_provider: str = Field("offline", description="offline (table of forecasts) or weatherstack.")
+    weather_units: Literal["imperial", "metric"] = Field("imperial", description="Units of spoken weather answers.")
+    retail_store_provider: str = Field("catalog", description="Store search: catalog (embedded SQL) or yelp.")
+    retail_price_provider: str = Field("catalog", description="Item prices: catalog (embedded SQL) or ebay.")
+    fulfillment_timeout_s: float = Field(3.0, gt=0, description="Timeout of each fulfillment HTTP call.")
+    weatherstack_url: str = Field("http://api.weatherstack.com", description="WeatherStack API base URL.")
+    weatherstack_api_key: SecretStr | None = Field(None, description="WeatherStack access key (CALLSENSE_WEATHERSTACK_API_KEY).")
+    yelp_url: str = Field("https://api.yelp.com", description="Yelp Fusion API base URL.")
+    yelp_api_key: SecretStr | None = Field(None, description="Yelp Fusion API key (CALLSENSE_YELP_API_KEY).")
+    ebay_url: str = Field("https://api.ebay.com", description="eBay API base URL.")
+    ebay_token: SecretStr | None = Field(None, description="eBay OAuth application token (CALLSENSE_EBAY_TOKEN).")
+    ebay_marketplace: str = Field("EBAY_US", description="eBay marketplace id (X-EBAY-C-MARKETPLACE-ID).")
 
     # --- fine-tuning and model registry (issue 6) ---
 

@@ -77,33 +77,49 @@ def _decode_pyav(data: bytes) -> DecodedAudio:
 def _decode_ffmpeg_cli(data: bytes) -> DecodedAudio:
     import json
     import subprocess
+    import tempfile
 
     import ffmpeg
 
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-         "stream=channels,sample_rate,codec_name", "-of", "json", "-"],
-        input=data, capture_output=True,
-    )
-    streams = json.loads(probe.stdout or b"{}").get("streams") or []
-    if probe.returncode != 0 or not streams:
-        raise BadInput("not a readable audio file (ffprobe found no audio stream)")
-    info = streams[0]
-    n_ch = int(info.get("channels") or 1)
-    try:
-        out, _ = (
-            ffmpeg.input("pipe:")
-            .output("pipe:", format="f32le", acodec="pcm_f32le", ar=TARGET_RATE, ac=n_ch)
-            .run(input=data, capture_stdout=True, capture_stderr=True, quiet=True)
+    # A file, not a pipe: MP4/M4A keep their index at the end and need seeking.
+    with tempfile.NamedTemporaryFile(suffix=".audio") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+             "stream=channels,sample_rate,codec_name", "-of", "json", tmp.name],
+            capture_output=True,
         )
-    except ffmpeg.Error as e:
-        tail = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
-        raise BadInput(f"ffmpeg could not decode the audio: {' '.join(tail)}") from None
+        streams = json.loads(probe.stdout or b"{}").get("streams") or []
+        if probe.returncode != 0 or not streams:
+            raise BadInput("not an audio file (ffprobe finds no audio stream)")
+        info = streams[0]
+        n_ch = int(info.get("channels") or 1)
+        try:
+            out, _ = (
+                ffmpeg.input(tmp.name)
+                .output("pipe:", format="f32le", acodec="pcm_f32le", ar=TARGET_RATE, ac=n_ch)
+                .run(capture_stdout=True, capture_stderr=True, quiet=True)
+            )
+        except ffmpeg.Error as e:
+            tail = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+            raise BadInput(f"ffmpeg could not decode the audio: {' '.join(tail)}") from None
     pcm = np.frombuffer(out, dtype=np.float32)
     if pcm.size == 0:
         raise BadInput("the audio stream holds no samples")
     pcm = pcm[: pcm.size - pcm.size % n_ch].reshape(-1, n_ch).T
     return DecodedAudio(np.ascontiguousarray(pcm), int(info.get("sample_rate") or 0), info.get("codec_name", "?"))
+
+
+def collapse_dual_mono(channels: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """A stereo recording of one voice (both channels alike) is one speaker, not a call."""
+    if channels.shape[0] != 2:
+        return channels
+    a, b = channels
+    if a.std() < 1e-6 or b.std() < 1e-6:
+        return channels
+    corr = float(np.corrcoef(a, b)[0, 1])
+    return channels.mean(axis=0, keepdims=True) if corr >= threshold else channels
 
 
 # --- raw PCM as live calls send it -------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 from callsense.config import Settings
 from callsense.ingest.blobs import BlobStore
 from callsense.ingest.convert import (
-    TARGET_RATE, StreamResampler, decode_audio, float_to_s16le, pcm_to_int16,
+    TARGET_RATE, StreamResampler, collapse_dual_mono, decode_audio, float_to_s16le, pcm_to_int16,
 )
 from callsense.ingest.errors import BadInput
 from callsense.ingest.events import (
@@ -31,17 +31,6 @@ log = logging.getLogger("callsense.segment")
 
 # Silence put between packed utterances so the recognizer does not run words together.
 GAP_S = 0.3
-
-
-def collapse_dual_mono(channels: np.ndarray, threshold: float = 0.9) -> np.ndarray:
-    """A stereo recording of one voice (both channels alike) is one speaker, not a call."""
-    if channels.shape[0] != 2:
-        return channels
-    a, b = channels
-    if a.std() < 1e-6 or b.std() < 1e-6:
-        return channels
-    corr = float(np.corrcoef(a, b)[0, 1])
-    return channels.mean(axis=0, keepdims=True) if corr >= threshold else channels
 
 
 def endpointer_options(settings: Settings, live: bool = False) -> EndpointerOptions:
@@ -84,11 +73,12 @@ class CallSegmenter:
         self.blobs = blobs
         self.vad = vad or SileroModel()
         self._live: dict[str, _LiveCall] = {}
-        self._skipped: set[str] = set()
+        # Chunks of calls whose first chunk has not been seen (yet): held within the window.
+        self._orphans: dict[str, dict[int, CallChunk]] = {}
 
     def open_calls(self) -> set[str]:
         """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
-        return set(self._live)
+        return set(self._live) | set(self._orphans)
 
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
         out: list[EventModel] = []
@@ -151,15 +141,20 @@ class CallSegmenter:
 
     def _chunk(self, ch: CallChunk) -> list[EventModel]:
         call = self._live.get(ch.call_id)
+        window = self.settings.live_reorder_window
         if call is None:
             if ch.seq != 0:
-                # After a restart the consumer replays from the oldest open call; chunks of
-                # calls that finished before that point belong to work already done.
-                if ch.call_id not in self._skipped:
-                    self._skipped.add(ch.call_id)
-                    log.info("skipping chunks of call %s from seq %d: its start precedes this consumer's position", ch.call_id, ch.seq)
+                orphans = self._orphans.setdefault(ch.call_id, {})
+                orphans[ch.seq] = ch
+                if len(orphans) > window or (ch.final and ch.seq > window):
+                    # After a restart the consumer replays from the oldest open call; chunks
+                    # of calls that finished before that point belong to work already done.
+                    del self._orphans[ch.call_id]
+                    log.info("skipped %d chunks of call %s: its start precedes this consumer's position",
+                             len(orphans), ch.call_id)
                 return []
             call = self._open_live(ch)
+            call.held.update(self._orphans.pop(ch.call_id, {}))
             out: list[EventModel] = [CallOpened(
                 call_id=ch.call_id, source_name=ch.source_name, mode="live", channels=ch.channels,
                 speakers=call.speakers, agent_id=ch.agent_id, started_at=ch.stream_started_at)]
@@ -168,7 +163,6 @@ class CallSegmenter:
         if ch.seq < call.next_seq or ch.seq in call.held:
             return out  # a redelivered duplicate
         call.held[ch.seq] = ch
-        window = self.settings.live_reorder_window
         while call.held:
             if call.next_seq in call.held:
                 chunk = call.held.pop(call.next_seq)
@@ -208,7 +202,7 @@ class CallSegmenter:
             call.chunk_samples = int(round(samples.shape[0] * TARGET_RATE / chunk.sample_rate))
         out: list[EventModel] = []
         for c, chan in enumerate(call.channels):
-            self._push_channel(call, chan, chan.resampler.push(samples[:, c]), out, c)
+            self._push_channel(call, chan, chan.resampler.push(np.ascontiguousarray(samples[:, c])), out, c)
         return out
 
     def _push_channel(self, call: _LiveCall, chan: _LiveChannel, audio16k: np.ndarray, out: list, c: int) -> None:

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from callsense.ingest.blobs import BlobStore
-from callsense.ingest.convert import TARGET_RATE, decode_audio
+from callsense.ingest.convert import TARGET_RATE, collapse_dual_mono, decode_audio
 from callsense.ingest.errors import BadInput
 from callsense.ingest.events import CallChunk, CallRecorded
 
@@ -64,7 +64,7 @@ def live_chunks(
 ) -> Iterator[CallChunk]:
     """Yield a file as a live call: interleaved PCM chunks at real-time pace."""
     decoded = decode_audio(path.read_bytes())
-    audio = decoded.channels
+    audio = collapse_dual_mono(decoded.channels)
     if sample_rate != TARGET_RATE:
         idx = np.arange(0, audio.shape[1], TARGET_RATE / sample_rate).astype(int)
         audio = audio[:, idx]

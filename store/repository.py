@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -44,29 +44,34 @@ class ResultStore:
     # ---- writes ------------------------------------------------------------------
 
     def apply(self, events: Sequence[EventModel]) -> None:
-        """Write a batch of pipeline results in one transaction; safe to repeat."""
+        """Write a batch of pipeline results in one transaction; safe to repeat.
+        Rows of one kind go in one multi-row statement: per-row round trips made this
+        the pipeline's slowest stage."""
         now = time.time()
-        touched: set[str] = set()
+        opened = [e for e in events if isinstance(e, CallOpened)]
+        segmented = [e for e in events if isinstance(e, CallSegmented)]
+        utts = [e for e in events if isinstance(e, TranscribedUtterance)]
+        dead = [e for e in events if isinstance(e, DeadLetter)]
+        touched = {e.call_id for e in (*opened, *segmented, *utts)} | {d.call_id for d in dead if d.call_id}
+        if not touched and not dead:
+            return
         with Session(self.engine) as s:
-            for ev in events:
-                if isinstance(ev, CallOpened):
-                    self._upsert_call(s, ev)
-                elif isinstance(ev, CallSegmented):
-                    self._ensure_call(s, ev.call_id)
-                    s.exec(update(Call).where(Call.id == ev.call_id).values(
-                        utterances_expected=sum(ev.utterances_per_channel.values()), duration_s=ev.duration_s))
-                elif isinstance(ev, TranscribedUtterance):
-                    self._ensure_call(s, ev.call_id, agent_id=ev.agent_id)
-                    self._write_utterance(s, ev, now)
-                elif isinstance(ev, DeadLetter):
-                    s.add(DeadLetterRecord(stage=ev.stage, call_id=ev.call_id, reason=ev.reason, detail=ev.detail[:2000], at=ev.at))
-                    if ev.call_id and ev.stage in ("segment", "ingest"):
-                        self._ensure_call(s, ev.call_id)
-                        s.exec(update(Call).where(Call.id == ev.call_id).values(status="failed", error=ev.reason))
-                else:
-                    continue
-                if getattr(ev, "call_id", None):
-                    touched.add(ev.call_id)
+            for ev in opened:
+                self._upsert_call(s, ev)
+            agents = {u.call_id: u.agent_id for u in utts}
+            if touched:
+                s.exec(self._insert(Call).values(
+                    [dict(id=c, agent_id=agents.get(c), status="processing", started_at=now) for c in sorted(touched)]
+                ).on_conflict_do_nothing(index_elements=["id"]))
+            for ev in segmented:
+                s.exec(update(Call).where(Call.id == ev.call_id).values(
+                    utterances_expected=sum(ev.utterances_per_channel.values()), duration_s=ev.duration_s))
+            if utts:
+                self._write_utterances(s, utts, now)
+            for ev in dead:
+                s.add(DeadLetterRecord(stage=ev.stage, call_id=ev.call_id, reason=ev.reason, detail=ev.detail[:2000], at=ev.at))
+                if ev.call_id and ev.stage in ("segment", "ingest"):
+                    s.exec(update(Call).where(Call.id == ev.call_id).values(status="failed", error=ev.reason))
             s.flush()
             self._mark_finished(s, touched, now)
             s.commit()
@@ -77,44 +82,46 @@ class ResultStore:
         stmt = self._insert(Call).values(**values, status="processing")
         s.exec(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
 
-    def _ensure_call(self, s: Session, call_id: str, agent_id: str | None = None) -> None:
-        stmt = self._insert(Call).values(id=call_id, agent_id=agent_id, status="processing", started_at=time.time())
-        s.exec(stmt.on_conflict_do_nothing(index_elements=["id"]))
+    def _upsert_many(self, s: Session, table, rows: list[dict], keys: list[str], update_cols: Sequence[str]) -> None:
+        """executemany of one compiled statement (cached), not a giant VALUES list to compile."""
+        if not rows:
+            return
+        stmt = self._insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={k: getattr(stmt.excluded, k) for k in update_cols})
+        s.connection().execute(stmt, rows)
 
-    def _write_utterance(self, s: Session, ev: TranscribedUtterance, now: float) -> None:
-        u = dict(call_id=ev.call_id, channel=ev.channel, idx=ev.index, speaker=ev.speaker, start=ev.start,
-                 end=ev.end, text=ev.text, asr_confidence=ev.confidence, asr_model=ev.asr_model, stored_at=now)
-        stmt = self._insert(Utterance).values(**u)
-        s.exec(stmt.on_conflict_do_update(index_elements=["call_id", "channel", "idx"], set_={k: u[k] for k in ("speaker", "start", "end", "text", "asr_confidence", "asr_model")}))
-        started = s.exec(select(Call.started_at).where(Call.id == ev.call_id)).scalar_one_or_none() or 0.0
-        rows = []
-        for sent in ev.sentences:
-            if sent.sentiment is None:
-                continue
-            rows.append(dict(
-                call_id=ev.call_id, channel=ev.channel, utterance_idx=ev.index, idx=sent.index, speaker=ev.speaker,
-                agent_id=ev.agent_id, call_started_at=started, start=sent.start, end=sent.end, text=sent.text,
-                sentiment=sent.sentiment.label, confidence=sent.sentiment.confidence,
-                sentiment_model=sent.sentiment.model, asr_model=ev.asr_model,
-                ended_at=(ev.live_started_at + sent.end) if ev.live_started_at else None, stored_at=now,
-            ))
-        if rows:
-            stmt = self._insert(Sentence).values(rows)
-            s.exec(stmt.on_conflict_do_update(
-                index_elements=["call_id", "channel", "utterance_idx", "idx"],
-                set_={k: getattr(stmt.excluded, k) for k in ("text", "start", "end", "sentiment", "confidence", "sentiment_model", "asr_model")},
-            ))
+    def _write_utterances(self, s: Session, utts: Sequence[TranscribedUtterance], now: float) -> None:
+        self._upsert_many(s, Utterance, [
+            dict(call_id=u.call_id, channel=u.channel, idx=u.index, speaker=u.speaker, start=u.start, end=u.end,
+                 text=u.text, asr_confidence=u.confidence, asr_model=u.asr_model, stored_at=now) for u in utts],
+            ["call_id", "channel", "idx"], ("speaker", "start", "end", "text", "asr_confidence", "asr_model"))
+        call_ids = sorted({u.call_id for u in utts})
+        started = dict(s.exec(select(Call.id, Call.started_at).where(Call.id.in_(call_ids))).all())
+        rows = [
+            dict(call_id=u.call_id, channel=u.channel, utterance_idx=u.index, idx=sent.index, speaker=u.speaker,
+                 agent_id=u.agent_id, call_started_at=started.get(u.call_id) or 0.0, start=sent.start, end=sent.end,
+                 text=sent.text, sentiment=sent.sentiment.label, confidence=sent.sentiment.confidence,
+                 sentiment_model=sent.sentiment.model, asr_model=u.asr_model,
+                 ended_at=(u.live_started_at + sent.end) if u.live_started_at else None, stored_at=now)
+            for u in utts for sent in u.sentences if sent.sentiment is not None
+        ]
+        self._upsert_many(s, Sentence, rows, ["call_id", "channel", "utterance_idx", "idx"],
+                          ("text", "start", "end", "sentiment", "confidence", "sentiment_model", "asr_model", "stored_at"))
         # A re-transcription that found fewer sentences must not leave stale ones behind.
-        s.exec(delete(Sentence).where(Sentence.call_id == ev.call_id, Sentence.channel == ev.channel,
-                                      Sentence.utterance_idx == ev.index, Sentence.idx >= len(ev.sentences)))
+        stale = delete(Sentence).where(
+            Sentence.call_id == bindparam("c"), Sentence.channel == bindparam("ch"),
+            Sentence.utterance_idx == bindparam("u"), Sentence.idx >= bindparam("n"))
+        s.connection().execute(stale, [dict(c=u.call_id, ch=u.channel, u=u.index, n=len(u.sentences)) for u in utts])
 
     def _mark_finished(self, s: Session, call_ids: Iterable[str], now: float) -> None:
-        for cid in call_ids:
-            call = s.get(Call, cid)
-            if call is None or call.utterances_expected is None or call.status == "failed":
-                continue
-            stored = s.exec(select(func.count()).select_from(Utterance).where(Utterance.call_id == cid)).scalar_one()
-            if stored >= call.utterances_expected and call.status != "done":
+        ids = sorted(call_ids)
+        if not ids:
+            return
+        stored = dict(s.exec(select(Utterance.call_id, func.count()).where(Utterance.call_id.in_(ids))
+                             .group_by(Utterance.call_id)).all())
+        for call in s.exec(select(Call).where(Call.id.in_(ids), Call.status == "processing",
+                                              Call.utterances_expected.is_not(None))).scalars():
+            if stored.get(call.id, 0) >= call.utterances_expected:
                 call.status, call.finished_at = "done", now
                 s.add(call)
 

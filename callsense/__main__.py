@@ -1,0 +1,3 @@
+from callsense.cli import main
+
+main()
