@@ -290,30 +290,40 @@ def kafka_start(port: int = typer.Option(9092), controller_port: int = typer.Opt
     """Fetch the broker from Maven Central (once) and start it in the background."""
     from callsense.ingest.broker import local
 
-    broker = local.LocalKafka(home=home or local.default_home(), port=port, controller_port=controller_port)
-    with console.status("Starting Kafka (first run downloads ~45 MB of jars through Maven) ..."):
+    with console.status("Starting Kafka (the first run fetches ~45 MB of jars through Maven) ..."):
         try:
-            broker.start()
-        except Exception as e:
+            broker = local.LocalKafka(home=home or local.default_home(), port=port, controller_port=controller_port,
+                                      jars=local.fetch_jars(local.default_jar_cache()))
+            state = broker.start()
+        except local.LocalKafkaError as e:
             _fail(str(e))
-    console.print(f"Kafka is up at [bold]{broker.bootstrap}[/] (pid {broker.status().get('pid')}); stop it with `callsense kafka-local stop`.")
+    console.print(f"Kafka is up at [bold]{state.bootstrap}[/] (pid {state.pid}); stop it with `callsense kafka-local stop`.")
+
+
+def _known_broker(home: Optional[Path]):
+    from callsense.ingest.broker import local
+
+    home = home or local.default_home()
+    port, controller = local.saved_ports(home) or (9092, 9093)
+    return local.LocalKafka(home=home, port=port, controller_port=controller)
 
 
 @kafka_app.command("stop")
 def kafka_stop(home: Optional[Path] = typer.Option(None)):
     """Stop the broker started by `kafka-local start` (by its PID)."""
-    from callsense.ingest.broker import local
-
-    local.LocalKafka(home=home or local.default_home()).stop()
-    console.print("Kafka stopped.")
+    stopped = _known_broker(home).stop()
+    console.print("Kafka stopped." if stopped else "No local Kafka was running.")
 
 
 @kafka_app.command("status")
 def kafka_status(home: Optional[Path] = typer.Option(None)):
     """Is the local broker running?"""
-    from callsense.ingest.broker import local
-
-    console.print(local.LocalKafka(home=home or local.default_home()).status())
+    state = _known_broker(home).status()
+    if state.running:
+        console.print(f"running at {state.bootstrap} (pid {state.pid}), data in {state.home}")
+    else:
+        console.print(f"not running (home {state.home})")
+        raise typer.Exit(3)
 
 
 # Commands owned by other packages (dashboard, dialog, riva-serve, finetune) register

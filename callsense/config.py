@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     nemo_device: str = Field("cpu", description="torch device of the NeMo engine (cpu, cuda, cuda:1, ...).")
 
     # --- dashboard (issue 4) ---
+    dashboard_users_file: Path | None = Field(
+        None, description="YAML file of dashboard users (bcrypt hashes; see dashboard/README.md). Default: data_dir/dashboard-users.yaml. "
+                          "Users added with `callsense dashboard add-user` live in the database and count too.")
+    dashboard_negative_streak: int = Field(3, ge=1, description="Flag a call after this many consecutive negative customer sentences.")
+    dashboard_refresh_s: float = Field(0.5, gt=0, le=10, description="How often the Live page re-reads the store (a new sentence shows within about this).")
+    dashboard_live_window_h: float = Field(4.0, gt=0, description="A live call still 'processing' after this many hours is treated as abandoned, not shown as live.")
+    dashboard_page_modules: list[str] = Field(
+        default_factory=lambda: ["callsense.dialog.dashboard_page"],
+        description="Extra modules that add dashboard pages (each registers with callsense.dashboard.registry.page); missing ones are skipped.")
 
     # --- dialog: assistant, NLU, fulfillment (issue 5) ---
     nlu_backend: str = Field("embedded", description="NLU backend from the registry: embedded (joint intent/slot model), riva, or keywords (rules, no model).")

@@ -36,12 +36,42 @@ def decode_audio(data: bytes, decoder: str = "pyav") -> DecodedAudio:
     return _decode_pyav(data)
 
 
+_SAMPLE_TYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64}
+
+
+def _frame_arrays(frame, n_ch: int) -> list[np.ndarray]:
+    """A decoded frame's samples per channel, as views on FFmpeg's buffers. Cheaper than
+    `to_ndarray()` + a resampler call per frame, which cost more than the decoding."""
+    dtype = _SAMPLE_TYPES[frame.format.name.rstrip("p")]
+    if frame.format.is_planar:
+        return [np.frombuffer(p, dtype, count=frame.samples) for p in frame.planes[:n_ch]]
+    packed = np.frombuffer(frame.planes[0], dtype, count=frame.samples * n_ch)
+    return list(packed.reshape(-1, n_ch).T)
+
+
+def _to_float(x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
+    return x.astype(np.float32, copy=False)
+
+
+def resample(x: np.ndarray, rate: int) -> np.ndarray:
+    """(channels, samples) float32 at `rate` -> 16 kHz, with soxr (one call for the file)."""
+    if rate == TARGET_RATE:
+        return x
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(x.T, rate, TARGET_RATE, quality="HQ").T.astype(np.float32, copy=False))
+
+
 def _decode_pyav(data: bytes) -> DecodedAudio:
     import av
 
     try:
         container = av.open(io.BytesIO(data), mode="r")
-    except (av.error.InvalidDataError, ValueError) as e:
+    except (av.error.InvalidDataError, ValueError):
         raise BadInput("not an audio file (FFmpeg cannot read it)") from None
     except av.error.FFmpegError as e:
         raise BadInput(f"cannot open audio: {e}") from None
@@ -51,27 +81,21 @@ def _decode_pyav(data: bytes) -> DecodedAudio:
         stream = container.streams.audio[0]
         n_ch = stream.codec_context.channels or 1
         codec = stream.codec_context.name
-        source_rate = stream.codec_context.sample_rate or 0
-        layout = stream.codec_context.layout.name if stream.codec_context.layout else None
-        # Planar float keeps the channels apart: each channel is a separate speaker.
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=TARGET_RATE)
-        parts: list[np.ndarray] = []
+        rate = stream.codec_context.sample_rate or 0
+        per_channel: list[list[np.ndarray]] = [[] for _ in range(n_ch)]
         try:
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray())
+                rate = frame.sample_rate or rate
+                for c, arr in enumerate(_frame_arrays(frame, n_ch)):
+                    per_channel[c].append(arr)
         except av.error.FFmpegError as e:
-            if not parts:
+            if not per_channel[0]:
                 raise BadInput(f"audio is corrupt: {e}") from None
             # A truncated tail still leaves usable audio; keep what decoded.
-    if not parts:
+    if not per_channel[0] or not rate:
         raise BadInput("the audio stream holds no samples")
-    pcm = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
-    if pcm.shape[0] != n_ch and pcm.shape[0] == 1:
-        n_ch = 1
-    return DecodedAudio(channels=np.ascontiguousarray(pcm), source_rate=source_rate, codec=codec)
+    pcm = _to_float(np.stack([np.concatenate(parts) for parts in per_channel]))
+    return DecodedAudio(channels=resample(pcm, rate), source_rate=rate, codec=codec)
 
 
 def _decode_ffmpeg_cli(data: bytes) -> DecodedAudio:
@@ -155,31 +179,19 @@ class StreamResampler:
     across chunks so chunk edges leave no clicks."""
 
     def __init__(self, source_rate: int):
-        import av
+        import soxr
 
-        self.source_rate = source_rate
-        self._av = av
-        self._resampler = (
-            None if source_rate == TARGET_RATE
-            else av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE)
-        )
-        self._pts = 0
+        self._stream = None if source_rate == TARGET_RATE else soxr.ResampleStream(
+            source_rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
 
     def push(self, samples_i16: np.ndarray) -> np.ndarray:
-        if self._resampler is None:
-            return samples_i16.astype(np.float32) / 32768.0
-        frame = self._av.AudioFrame.from_ndarray(samples_i16.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.source_rate
-        frame.pts = self._pts
-        self._pts += samples_i16.size
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        x = samples_i16.astype(np.float32) / 32768.0
+        return x if self._stream is None else self._stream.resample_chunk(x)
 
     def flush(self) -> np.ndarray:
-        if self._resampler is None:
+        if self._stream is None:
             return np.zeros(0, np.float32)
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(None)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def float_to_s16le(x: np.ndarray) -> bytes:

@@ -11,7 +11,7 @@ from callsense.ingest.events import (
 )
 from callsense.store.db import make_engine
 from callsense.store.repository import ResultStore
-from callsense.store.schema import Call, Sentence as SentenceRow, Utterance
+from callsense.store.schema import Sentence as SentenceRow, Utterance
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
