@@ -206,6 +206,9 @@ def worker(
     from callsense.ingest.transports.kafka import run_worker
 
     _setup_logging(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        # kafka-python logs every connection and rebalance at INFO.
+        logging.getLogger("kafka").setLevel(logging.ERROR)
     settings = _settings()
     try:
         names = parse_stage_names(stages or settings.worker_stages)

@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     ebay_marketplace: str = Field("EBAY_US", description="eBay marketplace id (X-EBAY-C-MARKETPLACE-ID).")
 
     # --- fine-tuning and model registry (issue 6) ---
+    finetune_dir: Path | None = Field(None, description="Dataset versions, runs, registered models and reports. Default: data_dir/finetune.")
+    audio_cache_dir: Path | None = Field(None, description="Decoded 16 kHz audio cached by content hash. Default: finetune_dir/cache/audio.")
+    finetune_device: str = Field("auto", description="torch device of the fine-tuning jobs: auto (a GPU when present), cpu, cuda, cuda:1, ...")
+    serving_reload_s: float = Field(10.0, gt=0, description="How often workers and the assistant check the registry for a newly promoted model.")
+    bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples behind every confidence interval and the promotion gate.")
+    bootstrap_confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the intervals.")
+    bootstrap_seed: int = Field(13, description="Seed of the bootstrap resampling (same holdout + seed = same interval).")
+    promotion_min_delta: float = Field(0.0, ge=0, description="Promote only when the lower bound of the improvement's interval is above this.")
 
     @field_validator("channel_roles", mode="before")
     @classmethod

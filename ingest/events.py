@@ -143,9 +143,11 @@ class ScoredUtterance(TranscribedUtterance):
 class DeadLetter(EventModel):
     kind: Literal["dead_letter"] = "dead_letter"
     stage: str
-    call_id: str | None
+    call_id: str | None = None
     reason: str
     detail: str = ""
+    # False when the call goes on without the bad part (a gap in a live call).
+    fatal: bool = True
     at: float = Field(default_factory=time.time)
 
 

@@ -175,7 +175,7 @@ class CallSegmenter:
                 first = min(call.held)
                 missing = first - call.next_seq
                 out.append(dead_letter(self.name, ch, f"live call {ch.call_id}: chunks {call.next_seq}..{first - 1} never arrived "
-                                       f"within a window of {window}; filled with {missing} chunks of silence"))
+                                       f"within a window of {window}; filled with {missing} chunks of silence", fatal=False))
                 for c, chan in enumerate(call.channels):
                     self._push_channel(call, chan, np.zeros(call.chunk_samples * missing, np.float32), out, c)
                 call.next_seq = first

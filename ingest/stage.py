@@ -36,8 +36,8 @@ class Stage(Protocol):
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]: ...
 
 
-def dead_letter(stage: str, event: EventModel | None, reason: str, detail: str = "") -> DeadLetter:
-    return DeadLetter(stage=stage, call_id=getattr(event, "call_id", None), reason=reason, detail=detail)
+def dead_letter(stage: str, event: EventModel | None, reason: str, detail: str = "", fatal: bool = True) -> DeadLetter:
+    return DeadLetter(stage=stage, call_id=getattr(event, "call_id", None), reason=reason, detail=detail, fatal=fatal)
 
 
 def run_safely(stage: Stage, events: Sequence[EventModel]) -> list[EventModel]:

@@ -10,7 +10,9 @@ from sqlmodel import SQLModel, create_engine
 
 from callsense.store import schema  # noqa: F401  (registers the tables)
 # Other table modules register here too, one import each.
+from callsense.store import review  # noqa: F401
 from callsense.store import dialog_tables  # noqa: F401
+from callsense.store import registry_tables  # noqa: F401
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

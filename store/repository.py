@@ -52,7 +52,8 @@ class ResultStore:
         segmented = [e for e in events if isinstance(e, CallSegmented)]
         utts = [e for e in events if isinstance(e, TranscribedUtterance)]
         dead = [e for e in events if isinstance(e, DeadLetter)]
-        touched = {e.call_id for e in (*opened, *segmented, *utts)} | {d.call_id for d in dead if d.call_id}
+        failed = {d.call_id: d.reason for d in dead if d.call_id and d.fatal}
+        touched = {e.call_id for e in (*opened, *segmented, *utts)} | set(failed)
         if not touched and not dead:
             return
         with Session(self.engine) as s:
@@ -70,8 +71,8 @@ class ResultStore:
                 self._write_utterances(s, utts, now)
             for ev in dead:
                 s.add(DeadLetterRecord(stage=ev.stage, call_id=ev.call_id, reason=ev.reason, detail=ev.detail[:2000], at=ev.at))
-                if ev.call_id and ev.stage in ("segment", "ingest"):
-                    s.exec(update(Call).where(Call.id == ev.call_id).values(status="failed", error=ev.reason))
+            for call_id, reason in failed.items():
+                s.exec(update(Call).where(Call.id == call_id).values(status="failed", error=reason))
             s.flush()
             self._mark_finished(s, touched, now)
             s.commit()

@@ -35,7 +35,8 @@ class NluBackend(ABC):
 
 nlu_backends: Registry[NluBackend] = Registry(
     "NLU backend",
-    lazy={"embedded": "callsense.dialog.nlu.embedded", "riva": "callsense.dialog.nlu.riva"},
+    lazy={"embedded": "callsense.dialog.nlu.embedded", "riva": "callsense.dialog.nlu.riva",
+          "keywords": "callsense.dialog.nlu.keywords"},
 )
 
 

@@ -37,7 +37,7 @@ class KafkaPublisher:
 
     def __init__(self, settings: Settings):
         from kafka import KafkaProducer
-        from kafka.errors import NoBrokersAvailable
+        from kafka.errors import KafkaTimeoutError
 
         self.settings = settings
         try:
@@ -45,11 +45,10 @@ class KafkaPublisher:
                 bootstrap_servers=settings.kafka_bootstrap.split(","),
                 acks="all", linger_ms=2, retries=10,
                 max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
-                request_timeout_ms=15000, max_block_ms=15000,
+                request_timeout_ms=15000, max_block_ms=15000, bootstrap_timeout_ms=10000,
             )
-        except NoBrokersAvailable:
-            raise BrokerUnavailable(f"no Kafka broker answers at {settings.kafka_bootstrap} "
-                                    "(start one with `callsense kafka-local start` or set CALLSENSE_KAFKA_BOOTSTRAP)") from None
+        except KafkaTimeoutError:
+            raise broker_unavailable(settings) from None
 
     def publish(self, events: Iterable[EventModel]) -> list:
         futures = []
@@ -72,15 +71,21 @@ class KafkaPublisher:
         self._producer.close(timeout=10)
 
 
+def broker_unavailable(settings: Settings) -> BrokerUnavailable:
+    return BrokerUnavailable(f"no Kafka broker answers at {settings.kafka_bootstrap} "
+                             "(start one with `callsense kafka-local start` or set CALLSENSE_KAFKA_BOOTSTRAP)")
+
+
 def ensure_topics(settings: Settings) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+    from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
     names = sorted({settings.topic(t) for t in TOPIC_OF_KIND.values()})
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), request_timeout_ms=15000)
-    except NoBrokersAvailable:
-        raise BrokerUnavailable(f"no Kafka broker answers at {settings.kafka_bootstrap}") from None
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), request_timeout_ms=15000,
+                                 bootstrap_timeout_ms=10000)
+    except KafkaTimeoutError:
+        raise broker_unavailable(settings) from None
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(n, num_partitions=settings.kafka_partitions, replication_factor=1,
@@ -91,8 +96,25 @@ def ensure_topics(settings: Settings) -> None:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass
+        _wait_for_leaders(admin, names)
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin, names: list[str], timeout: float = 30.0) -> None:
+    """A consumer that subscribes before a new topic has leaders gets no partitions until
+    its next metadata refresh; wait until every partition has a leader."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = admin.describe_topics(names)
+        ready = all(
+            t.get("error_code", 0) == 0 and t.get("partitions")
+            and all(p.get("leader", p.get("leader_id", -1)) >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 class StageConsumer:
@@ -119,13 +141,21 @@ class StageConsumer:
             fetch_max_wait_ms=self.settings.poll_timeout_ms, max_poll_records=self.max_records,
             max_partition_fetch_bytes=max(self.settings.max_message_bytes * 2, 1_048_576),
             session_timeout_ms=10000, heartbeat_interval_ms=2000,
-            max_poll_interval_ms=600_000,
+            max_poll_interval_ms=600_000, bootstrap_timeout_ms=10000,
+            # Topics created while a worker runs are picked up within seconds, not minutes.
+            metadata_max_age_ms=10_000,
         )
 
     def run(self) -> None:
         from kafka import OffsetAndMetadata
 
         consumer = self._consumer()
+        # Know every input topic's partitions before the first poll joins the group: a
+        # leader that assigns from incomplete metadata hands out nothing.
+        for topic in consumer.subscription() or ():
+            deadline = time.monotonic() + 30
+            while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline and not self.stop.is_set():
+                time.sleep(0.2)
         backoff = 0.5
         try:
             while not self.stop.is_set():

@@ -29,7 +29,12 @@ class OnnxSentimentModel(SentimentModel):
     name = "onnx"
 
     def __init__(self, settings: Settings, *, max_length: int = 128):
+        import os
+
         import onnxruntime
+
+        # Only the tokenizer is used: transformers' "PyTorch was not found" notice is noise here.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         from transformers import AutoTokenizer
 
         folder = Path(settings.sentiment_model_dir or DEFAULT_MODEL_DIR)

@@ -1,0 +1,224 @@
+"""`callsense dialog ...` and `callsense chat`: mounted by callsense/cli.py through `register(app)`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+err = Console(stderr=True)
+
+dialog_app = typer.Typer(help="The retail assistant: validate and test flows, export the turn archive.",
+                         no_args_is_help=True)
+
+
+def _settings(**overrides):
+    from callsense.config import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def _print_issues(issues, *, show_warnings: bool = True) -> None:
+    for issue in issues:
+        if issue.severity == "error":
+            console.print(f"[bold red]error[/] {escape(issue.file)}:{issue.line}: {escape(issue.message)}")
+        elif show_warnings:
+            console.print(f"[yellow]warning[/] {escape(issue.file)}:{issue.line}: {escape(issue.message)}")
+
+
+@dialog_app.command("validate")
+def validate(
+    path: Optional[Path] = typer.Argument(None, help="A flow folder or file (default: CALLSENSE_DIALOG_FLOWS_DIR or "
+                                                     "the shipped retail assistant)."),
+    strict: bool = typer.Option(False, help="Warnings fail too."),
+):
+    """Check flow files: YAML errors, unknown state types, transitions to missing states (errors);
+    unreachable states, templates never set (warnings)."""
+    from callsense.dialog.assistant import flows_dir
+    from callsense.dialog.flows import load_flows
+
+    target = path or flows_dir(_settings())
+    result = load_flows(target)
+    _print_issues(result.issues)
+    errors, warnings = len(result.errors), len(result.warnings)
+    if result.flows is not None:
+        f = result.flows
+        console.print(f"{len(f.flows)} flow(s), {len(f.states)} states, {len(f.intent_transitions)} intents routed; "
+                      f"main flow '{f.main.name}' starts at '{f.start_state}'.")
+    console.print(f"{errors} error(s), {warnings} warning(s) in {target}")
+    if errors or (strict and warnings):
+        raise typer.Exit(1)
+
+
+@dialog_app.command("test")
+def test(
+    path: Path = typer.Argument(..., help="A conversation test file (YAML) or a folder of them."),
+    flows: Optional[Path] = typer.Option(None, help="Flow folder (default: the folder above `tests/`, else the "
+                                                    "configured flows)."),
+    nlu: Optional[str] = typer.Option(None, help="NLU backend (default: CALLSENSE_NLU_BACKEND)."),
+):
+    """Run conversation tests: user turns against expected replies, states, intents and slots."""
+    from callsense.dialog.assistant import build_nlu
+    from callsense.dialog.conversation_tests import ConversationFileError, run_conversation_tests
+    from callsense.dialog.flows import FlowValidationError
+
+    if not path.exists():
+        _fail(f"{path}: no such file or folder")
+    settings = _settings()
+    started = time.perf_counter()
+    try:
+        backend = build_nlu(settings, notice=lambda m: err.print(f"[yellow]{escape(m)}[/]"), name=nlu)
+        results = run_conversation_tests(path, flows=flows, settings=settings, nlu=backend)
+    except FlowValidationError as e:
+        _print_issues(e.issues, show_warnings=False)
+        _fail("the flows have errors; see `callsense dialog validate`")
+    except ConversationFileError as e:
+        _fail(str(e))
+    passed = 0
+    for r in results:
+        if r.passed:
+            passed += 1
+            console.print(f"[green]PASS[/] {escape(r.name)} ({r.turns} turns)")
+        else:
+            console.print(f"[bold red]FAIL[/] {escape(r.name)}")
+            for failure in r.failures:
+                console.print(f"     {escape(failure)}")
+    took = time.perf_counter() - started
+    console.print(f"{passed}/{len(results)} conversations passed in {took:.1f} s")
+    if passed != len(results):
+        raise typer.Exit(1)
+
+
+@dialog_app.command("export-csv")
+def export_csv_cmd(
+    day: Optional[str] = typer.Option(None, help="One UTC day, YYYY-MM-DD (default: every day with turns)."),
+    out: Optional[Path] = typer.Option(None, help="Folder (default: CALLSENSE_DIALOG_EXPORT_DIR or data dir/dialog/exports)."),
+    database_url: Optional[str] = typer.Option(None, help="Store URL (default: CALLSENSE_DATABASE_URL)."),
+):
+    """Dump the turn archive to CSV, one file per day, for review and annotation."""
+    from callsense.dialog.archive import export_csv
+    from callsense.store.db import make_engine
+
+    settings = _settings(database_url=database_url)
+    if day:
+        try:
+            time.strptime(day, "%Y-%m-%d")
+        except ValueError:
+            _fail(f"--day must look like 2025-06-02, not {day!r}")
+    out = out or settings.dialog_export_dir or settings.data_dir / "dialog" / "exports"
+    paths = export_csv(make_engine(settings.resolved_database_url), out, day)
+    if not paths:
+        console.print("No turns archived yet: talk to the assistant with `callsense chat`.")
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+@dialog_app.command("import-reviews")
+def import_reviews_cmd(
+    csv_file: Path = typer.Argument(..., help="A CSV from `export-csv` with `reviewed`, `review_intent` or "
+                                              "`review_tags` filled in."),
+    database_url: Optional[str] = typer.Option(None, help="Store URL (default: CALLSENSE_DATABASE_URL)."),
+):
+    """Store annotators' reviews of archived turns (accepted or corrected intents and slot tags)."""
+    from callsense.dialog.archive import import_reviews
+    from callsense.store.db import make_engine
+
+    if not csv_file.is_file():
+        _fail(f"{csv_file}: no such file")
+    settings = _settings(database_url=database_url)
+    result = import_reviews(make_engine(settings.resolved_database_url), csv_file)
+    for p in result.problems:
+        console.print(f"[yellow]skipped[/] {escape(p)}")
+    console.print(f"{result.updated} turn(s) reviewed, {result.skipped} row(s) without a review, "
+                  f"{len(result.problems)} problem(s)")
+    if result.problems and not result.updated:
+        raise typer.Exit(1)
+
+
+@dialog_app.command("export-nemo")
+def export_nemo_cmd(
+    out: Path = typer.Argument(..., help="Folder for dict.intents.csv, dict.slots.csv, train.tsv, train_slots.tsv."),
+    include_unreviewed: bool = typer.Option(False, help="Also turns nobody reviewed (the NLU's own labels)."),
+    test_fraction: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of sentences for test.tsv / test_slots.tsv."),
+    database_url: Optional[str] = typer.Option(None, help="Store URL (default: CALLSENSE_DATABASE_URL)."),
+):
+    """Write reviewed turns as NeMo intent/slot training files (labels mapped by dialog/nlu/labels.py)."""
+    from callsense.dialog.archive import export_nemo
+    from callsense.store.db import make_engine
+
+    settings = _settings(database_url=database_url)
+    result = export_nemo(make_engine(settings.resolved_database_url), out, include_unreviewed=include_unreviewed,
+                         test_fraction=test_fraction)
+    console.print(f"wrote {out}: {result.train} training and {result.test} test sentence(s), "
+                  f"{result.skipped} turn(s) left out (NLU errors, empty)")
+    for name, n in sorted(result.intents.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {n:5d}  {name}")
+    if result.train + result.test == 0:
+        console.print("No reviewed turns: review an `export-csv` file and load it with `callsense dialog import-reviews`, "
+                      "or pass --include-unreviewed.")
+
+
+def chat(
+    session: Optional[str] = typer.Option(None, help="Session id to start or resume (default: a new one)."),
+    flows: Optional[Path] = typer.Option(None, help="Flow folder (default: the configured flows)."),
+    nlu: Optional[str] = typer.Option(None, help="NLU backend (default: CALLSENSE_NLU_BACKEND)."),
+    database_url: Optional[str] = typer.Option(None, help="Store URL (default: CALLSENSE_DATABASE_URL)."),
+    delays: bool = typer.Option(True, help="Honour the flows' `delay` before messages (--no-delays: answer at once)."),
+    debug: bool = typer.Option(False, "--debug", help="Show intent, slots and state after each reply."),
+):
+    """Talk to the retail assistant in the terminal (empty line or Ctrl-D to leave)."""
+    from callsense.dialog.assistant import Assistant, build_nlu
+    from callsense.dialog.flows import FlowValidationError
+
+    settings = _settings(database_url=database_url)
+    try:
+        backend = build_nlu(settings, notice=lambda m: err.print(f"[yellow]{escape(m)}[/]"), name=nlu)
+        assistant = Assistant(settings, flows=flows, nlu=backend)
+    except FlowValidationError as e:
+        _print_issues(e.issues, show_warnings=False)
+        _fail("the flows have errors; fix them (see `callsense dialog validate`)")
+    except Exception as e:  # noqa: BLE001 - one clear line for people
+        _fail(f"cannot start the assistant: {e}")
+    session = session or f"chat-{uuid.uuid4().hex[:10]}"
+    console.print(f"[dim]session {session} - backend {backend.name} - empty line or Ctrl-D to leave[/]")
+
+    def say(reply) -> None:
+        for msg in reply.messages:
+            if delays and msg.delay_s:
+                time.sleep(min(msg.delay_s, 5.0))
+            if msg.text:
+                console.print(f"[bold cyan]assistant:[/] {escape(msg.text)}")
+        if debug and reply.intent:
+            console.print(f"[dim]  intent={reply.intent} ({reply.confidence}) slots={reply.slots} "
+                          f"state={reply.state}{' error=' + reply.error if reply.error else ''}[/]")
+
+    try:
+        say(assistant.start(session))
+        while True:
+            try:
+                text = console.input("[bold]you:[/] ")
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                break
+            if not text.strip():
+                break
+            say(assistant.reply(session, text))
+    finally:
+        assistant.close()
+    console.print(f"[dim]Conversation saved as session {session}; resume it with --session {session}.[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dialog_app, name="dialog")
+    app.command("chat")(chat)
