@@ -17,9 +17,10 @@ class BlobStore:
     def _path(self, name: str) -> Path:
         return self.root / name[:2] / name
 
-    def put(self, data: bytes) -> AudioRef:
-        """Inline when small; otherwise store (idempotently) and return a reference."""
-        if len(data) <= self.inline_max_bytes:
+    def put(self, data: bytes, keep: bool = False) -> AudioRef:
+        """Inline when small (unless `keep`: the bytes must outlive the event, e.g. a call's
+        recording that the dashboard plays); otherwise store idempotently, return a reference."""
+        if len(data) <= self.inline_max_bytes and not keep:
             return AudioRef(inline=data, n_bytes=len(data))
         name = hashlib.sha256(data).hexdigest()
         path = self._path(name)

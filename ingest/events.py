@@ -62,6 +62,7 @@ class CallOpened(EventModel):
     speakers: list[str]
     agent_id: str | None = None
     started_at: float
+    audio_blob: str | None = None  # the original recording in the blob store
 
 
 class UtteranceSpan(EventModel):

@@ -98,7 +98,7 @@ class CallSegmenter:
         speakers = [self.settings.role_of_channel(c, n) for c in range(n)]
         out: list[EventModel] = [CallOpened(
             call_id=ev.call_id, source_name=ev.source_name, mode="recorded", channels=n,
-            speakers=speakers, agent_id=ev.agent_id, started_at=ev.received_at)]
+            speakers=speakers, agent_id=ev.agent_id, started_at=ev.received_at, audio_blob=ev.audio.blob)]
         per_channel: dict[int, int] = {}
         opts = endpointer_options(self.settings)
         for c in range(n):

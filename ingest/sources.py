@@ -42,7 +42,7 @@ def recorded_call(path: Path, blobs: BlobStore, agent_id: str | None = None, cal
         raise BadInput(f"cannot read {path}: {e.strerror}") from None
     return CallRecorded(
         call_id=call_id or call_id_for(path, data), source_name=path.name,
-        audio=blobs.put(data), agent_id=agent_id,
+        audio=blobs.put(data, keep=True), agent_id=agent_id,
     )
 
 

@@ -4,7 +4,7 @@
 # are converted, segmented, transcribed and scored, and a summary per call is printed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
-install_callsense ""
+install_callsense "dashboard"
 echo "==> processing the sample calls in samples/"
 "$VENV/bin/callsense" process "$ROOT/samples"
 echo

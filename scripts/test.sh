@@ -5,7 +5,7 @@
 #   bash scripts/test.sh [pytest args]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
-install_callsense "test"
+install_callsense "test,riva,dashboard,eval,train,nemo"
 PYTHON="$VENV/bin/python" bash "$ROOT/scripts/install-system-deps.sh"
 echo "==> running the test suite"
 cd "$ROOT"

@@ -79,7 +79,8 @@ class ResultStore:
 
     def _upsert_call(self, s: Session, ev: CallOpened) -> None:
         values = dict(id=ev.call_id, source_name=ev.source_name, mode=ev.mode, channels=ev.channels,
-                      speakers=",".join(ev.speakers), agent_id=ev.agent_id, started_at=ev.started_at)
+                      speakers=",".join(ev.speakers), agent_id=ev.agent_id, started_at=ev.started_at,
+                      audio_blob=ev.audio_blob)
         stmt = self._insert(Call).values(**values, status="processing")
         s.exec(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
 

@@ -29,6 +29,7 @@ class Call(SQLModel, table=True):
     utterances_expected: int | None = None
     finished_at: float | None = None
     error: str | None = None
+    audio_blob: str | None = None  # sha256 name of the recording in the blob store
 
 
 class Utterance(SQLModel, table=True):

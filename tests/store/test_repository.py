@@ -82,3 +82,18 @@ def test_sqlite_store_uses_wal(tmp_path):
     store = ResultStore(make_engine(f"sqlite:///{tmp_path / 'w.db'}"))
     with store.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_an_older_store_gets_new_nullable_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    make_engine(f"sqlite:///{path}")
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE calls DROP COLUMN audio_blob")
+    con.commit()
+    con.close()
+    store = ResultStore(make_engine(f"sqlite:///{path}"))
+    store.apply([CallOpened(call_id="old-1", source_name="x", mode="recorded", channels=1, speakers=["agent"],
+                            started_at=1.0, audio_blob="ab" * 32)])
+    assert store.get_call("old-1").audio_blob == "ab" * 32
