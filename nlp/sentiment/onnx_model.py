@@ -42,11 +42,15 @@ class OnnxSentimentModel(SentimentModel):
         model_path = folder / "model.onnx"
         data = model_path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        if digest != manifest["sha256"]:
-            raise SentimentUnavailable(f"refusing {model_path}: sha256 {digest} differs from its manifest ({manifest['sha256']})")
+        expected = manifest.get("model_sha256") or manifest.get("sha256")
+        if digest != expected:
+            raise SentimentUnavailable(f"refusing {model_path}: sha256 {digest} differs from its manifest ({expected})")
         labels = json.loads((folder / "labels.json").read_text())
         self.labels = [labels[str(i)] if isinstance(labels, dict) else labels[i] for i in range(len(labels))]
-        self._max_length = manifest.get("max_length", max_length)
+        self._max_length = manifest.get("tokenizer", {}).get("max_length") or manifest.get("max_length", max_length)
+        # The same character normalization the model saw in training (curly quotes, dashes).
+        table = manifest.get("text_normalization", {}).get("applied_in_training", {})
+        self._normalize = str.maketrans({k: v for k, v in table.items() if len(k) == 1})
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = settings.cpu_threads
@@ -64,7 +68,7 @@ class OnnxSentimentModel(SentimentModel):
         if not texts:
             return []
         enc = self._tokenizer(
-            [t if t.strip() else "." for t in texts], padding=True, truncation=True,
+            [t.translate(self._normalize) if t.strip() else "." for t in texts], padding=True, truncation=True,
             max_length=self._max_length, return_tensors="np",
         )
         feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}

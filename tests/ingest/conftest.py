@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +69,3 @@ def pipeline_env(kafka_bootstrap, tmp_path) -> PipelineEnv:
     pe = PipelineEnv(settings, env, logs)
     yield pe
     pe.stop_all()
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5, on_timeout=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{on_timeout()}", pytrace=False)

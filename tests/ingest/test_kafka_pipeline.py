@@ -3,59 +3,25 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from callsense.config import Settings
 from callsense.ingest.events import CallChunk, decode_event
-from callsense.ingest.pipeline import PipelineResources, build_stage
-from callsense.ingest.sources import recorded_call
-from callsense.ingest.stage import STAGE_ORDER
-from callsense.ingest.transports.inprocess import InProcessTransport
 from callsense.ingest.transports.kafka import KafkaPublisher, ensure_topics
-from callsense.store.db import make_engine
-from callsense.store.repository import ResultStore
 
-from conftest import wait_until  # tests/ingest/conftest.py
+from pipeline_support import all_done, embedded_reference, result_store, transcript, wait_until
 
 
-def _store(pe) -> ResultStore:
-    return ResultStore(make_engine(pe.settings.resolved_database_url))
-
-
-def _transcript(store: ResultStore, call_id: str) -> list[tuple]:
-    return sorted((s.channel, s.utterance_idx, s.idx, s.text, s.sentiment) for s in store.sentences(call_id))
-
-
-def _embedded(tmp_path: Path, files: list[Path]) -> dict[str, list[tuple]]:
-    settings = Settings(data_dir=tmp_path / "embedded")
-    res = PipelineResources(settings)
-    transport = InProcessTransport([build_stage(n, res) for n in STAGE_ORDER])
-    ids = {}
-    for f in files:
-        ev = recorded_call(f, res.blobs)
-        transport.publish([ev])
-        transport.drain()
-        ids[ev.call_id] = _transcript(res.store, ev.call_id)
-    return ids
-
-
-def _all_done(store: ResultStore, ids) -> bool:
-    calls = [store.get_call(i) for i in ids]
-    return all(c is not None and c.status == "done" for c in calls)
-
-
-def test_recorded_calls_through_kafka_equal_embedded(pipeline_env, repo_root, shared_audio, tmp_path):
+def test_recorded_calls_through_kafka_equalembedded_reference(pipeline_env, repo_root, shared_audio, tmp_path):
     files = [shared_audio / "stereo_diarization.wav", repo_root / "samples" / "late-delivery.mp3"]
-    expected = _embedded(tmp_path, files)
+    expected = embedded_reference(tmp_path, files)
     pipeline_env.start_worker()
     out = pipeline_env.cli("produce", *map(str, files), "--agent", "ag-1")
     assert out.stdout.count("published") == 2
-    store = _store(pipeline_env)
-    wait_until(lambda: _all_done(store, expected), 240, "both calls to finish", on_timeout=pipeline_env.worker_log)
+    store = result_store(pipeline_env)
+    wait_until(lambda: all_done(store, expected), 240, "both calls to finish", on_timeout=pipeline_env.worker_log)
     for call_id, rows in expected.items():
-        assert _transcript(store, call_id) == rows
+        assert transcript(store, call_id) == rows
         assert store.get_call(call_id).agent_id == "ag-1"
     late = [c for c in expected if c.startswith("late-delivery")][0]
     by_speaker = store.summary(late).by_speaker
@@ -72,14 +38,14 @@ def test_live_call_through_kafka_stores_sentences_while_streaming(pipeline_env, 
                                  "--agent", "ag-2", "--chunk-ms", "200"], env=pipeline_env.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        store = _store(pipeline_env)
+        store = result_store(pipeline_env)
         # A sentence is stored while the call is still being streamed (45 s of audio).
         wait_until(lambda: store.sentences("live-1"), 40, "the first live sentence", on_timeout=pipeline_env.worker_log)
         assert streamer.poll() is None, "the stream ended before any sentence was stored"
         call = store.get_call("live-1")
         assert call.mode == "live" and call.status == "processing"
         assert streamer.wait(timeout=90) == 0
-        wait_until(lambda: _all_done(store, ["live-1"]), 60, "the live call to finish", on_timeout=pipeline_env.worker_log)
+        wait_until(lambda: all_done(store, ["live-1"]), 60, "the live call to finish", on_timeout=pipeline_env.worker_log)
     finally:
         if streamer.poll() is None:
             streamer.kill()
@@ -116,7 +82,7 @@ def test_bad_input_is_dead_lettered_and_the_pipeline_keeps_going(pipeline_env, r
     pub.flush()
     pub.close()
 
-    store = _store(pipeline_env)
+    store = result_store(pipeline_env)
     wait_until(lambda: len(store.dead_letters()) >= 6, 120, "six dead letters", on_timeout=pipeline_env.worker_log)
     reasons = " | ".join(d.reason for d in store.dead_letters())
     for needle in ("empty file", "not an audio file", "undecodable message", "oversized call_chunk", "never arrived"):

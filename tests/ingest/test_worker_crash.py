@@ -16,15 +16,14 @@ from callsense.store.db import make_engine
 from callsense.store.repository import ResultStore
 from callsense.store.schema import Sentence, Utterance
 
-from conftest import wait_until  # tests/ingest/conftest.py
-from test_kafka_pipeline import _embedded  # the embedded run is the reference
+from pipeline_support import embedded_reference, wait_until
 
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(pipeline_env, repo_root, shared_audio, tmp_path):
     samples = repo_root / "samples"
     recorded = [samples / "billing-double-charge.mp3", samples / "late-delivery.mp3", samples / "router-setup.mp3",
                 shared_audio / "stereo_diarization.wav"]
-    expected = _embedded(tmp_path, recorded)
+    expected = embedded_reference(tmp_path, recorded)
     ensure_topics(pipeline_env.settings)
     first = pipeline_env.start_worker()
 

@@ -1,0 +1,109 @@
+"""Sentiment through Riva text classification (`ClassifyText`), as TR-4910 runs it: a real
+Riva server with a sentiment model, or `callsense riva-serve` (which answers with the
+embedded model). `CALLSENSE_SENTIMENT_BACKEND=riva`, model `CALLSENSE_RIVA_SENTIMENT_MODEL`.
+
+Labels are mapped to negative / neutral / positive by `CALLSENSE_RIVA_SENTIMENT_LABELS`
+(`LABEL_0:negative,...`) or, without it, by name (`neg...`, `neu...`, `pos...`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from callsense.config import Settings
+from callsense.ingest.errors import TransientError
+from callsense.nlp.sentiment.base import LABELS, SentimentModel, SentimentScore, SentimentUnavailable, sentiment_models
+
+BATCH = 64
+
+
+class RivaSentimentUnavailable(SentimentUnavailable, TransientError):
+    """The Riva server did not answer in time, after retries."""
+
+
+def parse_label_map(spec: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        name, sep, label = item.rpartition(":")
+        label = label.strip().lower()
+        if not sep or label not in LABELS:
+            raise SentimentUnavailable(f"bad CALLSENSE_RIVA_SENTIMENT_LABELS entry {item.strip()!r}: "
+                                       f"write MODEL_LABEL:{'|'.join(LABELS)}")
+        mapping[name.strip().lower()] = label
+    return mapping
+
+
+def label_of(class_name: str, mapping: dict[str, str]) -> str | None:
+    name = class_name.strip().lower()
+    if name in mapping:
+        return mapping[name]
+    for prefix, label in (("neg", "negative"), ("neu", "neutral"), ("pos", "positive")):
+        if name.startswith(prefix):
+            return label
+    return None
+
+
+@sentiment_models.register("riva")
+class RivaSentimentModel(SentimentModel):
+    name = "riva"
+
+    def __init__(self, settings: Settings):
+        from callsense.asr.base import AsrUnavailable
+
+        try:
+            from callsense.asr.engines.riva import RivaConnection, riva_client
+
+            self._riva = riva_client()
+            self.conn = RivaConnection(settings)
+        except AsrUnavailable as e:
+            raise SentimentUnavailable(str(e)) from None
+        self.service = self._riva.NLPService(self.conn.auth)
+        self.settings = settings
+        self.model = settings.riva_sentiment_model
+        self.mapping = parse_label_map(settings.riva_sentiment_labels)
+
+    @property
+    def model_id(self) -> str:
+        return f"riva:{self.model}"
+
+    def _classify(self, texts: list[str]):
+        def once(timeout: float):
+            future = self.service.classify_text(texts, self.model, self.settings.riva_language, future=True)
+            try:
+                return future.result(timeout=timeout)
+            except BaseException:
+                future.cancel()
+                raise
+
+        return self.conn.call("text classification", self.model, once,
+                              unavailable=RivaSentimentUnavailable, permanent=SentimentUnavailable)
+
+    def score(self, texts: Sequence[str]) -> list[SentimentScore]:
+        out: list[SentimentScore] = []
+        texts = [t if t.strip() else "." for t in texts]
+        for i in range(0, len(texts), BATCH):
+            response = self._classify(texts[i:i + BATCH])
+            if len(response.results) != len(texts[i:i + BATCH]):
+                raise SentimentUnavailable(f"Riva at {self.conn.url} answered {len(response.results)} results "
+                                           f"for {len(texts[i:i + BATCH])} texts (model {self.model})")
+            for result in response.results:
+                out.append(self._score(result))
+        return out
+
+    def _score(self, result) -> SentimentScore:
+        probs = {label: 0.0 for label in LABELS}
+        unknown = []
+        for c in result.labels:
+            label = label_of(c.class_name, self.mapping)
+            if label is None:
+                unknown.append(c.class_name)
+                continue
+            probs[label] = max(probs[label], float(c.score))
+        if not any(probs.values()):
+            raise SentimentUnavailable(
+                f"Riva model {self.model} at {self.conn.url} answered labels {unknown} that name no sentiment: "
+                "map them with CALLSENSE_RIVA_SENTIMENT_LABELS (e.g. LABEL_0:negative,LABEL_1:neutral,LABEL_2:positive)")
+        top = max(probs, key=probs.get)
+        return SentimentScore(top, probs[top], probs)
