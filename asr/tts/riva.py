@@ -1,0 +1,88 @@
+"""Riva TTS: `SpeechSynthesisService.synthesize` for whole clips and `synthesize_online` for
+streaming chunks, against a real Riva server or `callsense riva-serve`."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from callsense.asr.base import AsrUnavailable
+from callsense.asr.engines.riva import RivaConnection, riva_client, server_models
+from callsense.asr.tts.base import SynthesizedAudio, TtsEngine, TtsUnavailable, Voice, tts_engines
+from callsense.config import Settings
+from callsense.ingest.errors import TransientError
+
+
+class RivaTtsUnavailable(TtsUnavailable, TransientError):
+    """The Riva server did not answer in time, after retries."""
+
+
+def _pcm16_to_float(data: bytes) -> np.ndarray:
+    return np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2").astype(np.float32) / 32768.0
+
+
+@tts_engines.register("riva")
+class RivaTtsEngine(TtsEngine):
+    name = "riva"
+
+    def __init__(self, settings: Settings):
+        try:
+            riva = riva_client()
+            self.conn = RivaConnection(settings)
+        except AsrUnavailable as e:
+            raise TtsUnavailable(str(e)) from None
+        self.service = riva.SpeechSynthesisService(self.conn.auth)
+        self.settings = settings
+        self.voice = settings.riva_tts_voice
+        self.sample_rate = settings.riva_tts_sample_rate
+
+    @property
+    def model_id(self) -> str:
+        return f"riva-tts:{self.voice or 'server-default'}"
+
+    def _call(self, fn):
+        return self.conn.call("TTS", self.voice, fn, unavailable=RivaTtsUnavailable, permanent=TtsUnavailable)
+
+    def synthesize(self, text: str, *, voice: str | None = None, sample_rate: int | None = None) -> SynthesizedAudio:
+        riva = riva_client()
+        rate = sample_rate or self.sample_rate
+
+        def once(timeout: float):
+            future = self.service.synthesize(text, voice or self.voice or None, self.settings.riva_language,
+                                             encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate, future=True)
+            try:
+                return future.result(timeout=timeout)
+            except BaseException:
+                future.cancel()
+                raise
+
+        response = self._call(once)
+        return SynthesizedAudio(_pcm16_to_float(response.audio), rate, text)
+
+    def synthesize_stream(self, text: str, *, voice: str | None = None, sample_rate: int | None = None) -> Iterator[SynthesizedAudio]:
+        import grpc
+
+        riva = riva_client()
+        rate = sample_rate or self.sample_rate
+        responses = self.service.synthesize_online(text, voice or self.voice or None, self.settings.riva_language,
+                                                   encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate)
+        what = f"Riva TTS streaming at {self.conn.url} (voice {voice or self.voice or 'chosen by the server'})"
+        try:
+            for response in responses:
+                yield SynthesizedAudio(_pcm16_to_float(response.audio), rate, response.meta.text or "")
+        except grpc.RpcError as e:
+            code = e.code().name if e.code() else "UNKNOWN"
+            details = " ".join((e.details() or code).split())
+            if code in RivaConnection.RETRYABLE:
+                raise RivaTtsUnavailable(f"{what} failed: {code}: {details}") from None
+            raise TtsUnavailable(f"{what} refused the request: {code}: {details}") from None
+
+    def voices(self) -> list[Voice]:
+        models = server_models(self.conn, "tts") or []
+        out = []
+        for _, params in models:
+            base = params.get("voice_name", "")
+            for sub in filter(None, params.get("subvoices", "").split(",")):
+                out.append(Voice(f"{base}.{sub.split(':')[0]}" if base else sub.split(":")[0], params.get("language_code", "")))
+        return out
