@@ -1,0 +1,222 @@
+"""The promotion gate: a candidate replaces the serving model only when it is better on the
+same holdout, by more than chance.
+
+Both models score the same holdout rows exactly as they would serve (sentiment: the ONNX
+runtime on single sentences; intent-slot: the assistant's runtime; asr: the engine). A
+paired bootstrap resamples the rows, scores both models on each resample and takes the
+interval of the difference (candidate - serving; for WER, serving - candidate). The gate
+promotes only when the whole interval lies above `promotion_min_delta` (0 by default);
+otherwise it says why and the serving model stays.
+
+Honesty checks before any scoring: the holdout may not be a split the candidate was trained
+or tuned on (its dataset version's train or dev), and holdout texts may not occur in the
+candidate's training data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from callsense.finetune.datasets import DatasetStore, DatasetVersion, text_key
+from callsense.finetune.metrics import BootstrapOptions, Interval, bootstrap, confusion, encode_labels, prf
+from callsense.finetune.registry import ModelRecord, ModelRegistry
+from callsense.finetune.runs import Progress, SilentProgress
+from callsense.finetune.workspace import FinetuneError, Workspace
+
+METRIC_OF = {"sentiment": "macro_f1", "intent-slot": "intent_slot_score", "asr": "wer"}
+KIND_OF = {"sentiment": "sentiment", "intent-slot": "intent-slot", "asr": "asr"}
+
+
+@dataclass
+class GateDecision:
+    name: str
+    candidate: int
+    serving: int | None
+    promoted: bool
+    reason: str
+    metric: str = ""
+    holdout: str = ""
+    n: int = 0
+    candidate_score: dict | None = None
+    serving_score: dict | None = None
+    delta: dict | None = None
+    min_delta: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_holdout(ref: str | None, candidate: ModelRecord, store: DatasetStore) -> tuple[DatasetVersion, str]:
+    """`DATASET[:SPLIT]` (default split test); default dataset: the candidate's own version."""
+    if ref:
+        ds_ref, _, split = ref.partition(":")
+    else:
+        if not candidate.dataset_version:
+            raise FinetuneError(f"{candidate.label} has no dataset version: give the holdout (--holdout DATASET[:test])")
+        ds_ref, split = candidate.dataset_version, "test"
+    return store.get(ds_ref), split or "test"
+
+
+def honesty_check(candidate: ModelRecord, holdout: DatasetVersion, split: str, rows: list[dict], store: DatasetStore) -> list[str]:
+    """Reasons the holdout cannot judge the candidate (empty: fine)."""
+    problems = []
+    if candidate.dataset_version == holdout.id and split in ("train", "dev"):
+        problems.append(f"the holdout {holdout.id}:{split} is a split {candidate.label} was {'trained' if split == 'train' else 'tuned'} on")
+    if candidate.dataset_version and candidate.dataset_version != holdout.id:
+        try:
+            trained = store.get(candidate.dataset_version)
+        except FinetuneError:
+            trained = None
+        if trained is not None:
+            seen = {text_key(r) for r in trained.rows("train") + trained.rows("dev")}
+            overlap = sum(1 for r in rows if text_key(r) in seen)
+            if overlap:
+                problems.append(f"{overlap} of {len(rows)} holdout texts are in {candidate.label}'s training data ({trained.id})")
+    return problems
+
+
+def _sentiment_scores(model: ModelRecord, rows, settings, progress):
+    from callsense.finetune.evaluate import SENTIMENT_LABELS, SentimentPredictor
+
+    pred = SentimentPredictor(model.artifact_dir, settings).predict([r["text"] for r in rows], use_context=False, progress=progress)
+    return encode_labels(pred, SENTIMENT_LABELS)
+
+
+def _intent_scores(model: ModelRecord, rows, settings, progress):
+    from callsense.dialog.nlu.data.nemo_files import spans
+    from callsense.finetune.evaluate import IntentSlotPredictor
+
+    intents, tags = IntentSlotPredictor(model.artifact_dir, settings).predict([r["words"] for r in rows], progress=progress)
+    correct = np.array([p == r["intent"] for p, r in zip(intents, rows)], dtype=np.float64)
+    tp, npred, ngold = [], [], []
+    for t, r in zip(tags, rows):
+        g, p = spans(r["tags"]), spans(t)
+        tp.append(len(g & p))
+        npred.append(len(p))
+        ngold.append(len(g))
+    return np.stack([correct, np.array(tp), np.array(npred), np.array(ngold)], axis=1)
+
+
+def _asr_errors(model: ModelRecord, rows, ws: Workspace, progress):
+    from callsense.finetune.audio_cache import AudioCache
+    from callsense.finetune.evaluate import asr_system, evaluate_asr_rows
+    from callsense.finetune.metrics import word_errors
+
+    spec = f"nemo:{next(model.artifact_dir.glob('*.nemo'))}" if model.format == "nemo" else model.format or "whisper"
+    cache = AudioCache(ws.audio_cache_dir)
+    rep = evaluate_asr_rows(rows, [asr_system(spec, ws.settings)], cache, BootstrapOptions(samples=100), progress)
+    hyps = next(iter(rep["systems"].values()))["hypotheses"]
+    we = word_errors([r["text"] for r in rows], hyps)
+    return np.stack([we["errors"], we["words"]], axis=1).astype(np.float64)
+
+
+def _statistic(name: str, truth):
+    """item-level arrays -> function(ix, per-item values) computing the gate metric."""
+    if name == "sentiment":
+        y = truth
+
+        def macro(ix, pred):
+            return float(prf(confusion(y[ix], pred[ix], 3))[2].mean())
+
+        return macro
+    if name == "intent-slot":
+        def joint(ix, v):
+            acc = v[ix, 0].mean()
+            denom = v[ix, 2].sum() + v[ix, 3].sum()
+            f1 = 2 * v[ix, 1].sum() / denom if denom else 0.0
+            return float((acc + f1) / 2)
+
+        return joint
+
+    def neg_wer(ix, v):  # higher is better everywhere in the gate
+        words = v[ix, 1].sum()
+        return -float(v[ix, 0].sum() / words) if words else 0.0
+
+    return neg_wer
+
+
+def run_gate(ws: Workspace, name: str, version: int, *, holdout: str | None = None, force: bool = False,
+             by: str | None = None, progress: Progress | None = None) -> GateDecision:
+    """Compare candidate `name` v`version` with the serving model and promote it only if it is better."""
+    progress = progress or SilentProgress()
+    t0 = time.perf_counter()
+    registry = ModelRegistry(ws)
+    candidate = registry.get(name, version)
+    serving = registry.serving(name)
+    opts = BootstrapOptions.from_settings(ws.settings)
+    min_delta = ws.settings.promotion_min_delta
+    decision = GateDecision(name=name, candidate=candidate.version, serving=serving.version if serving else None,
+                            promoted=False, reason="", metric=METRIC_OF.get(name, "?"), min_delta=min_delta)
+    if serving and serving.version == candidate.version:
+        decision.reason = f"{candidate.label} already serves"
+        return decision
+    if name not in METRIC_OF:
+        raise FinetuneError(f"no promotion metric for model name '{name}' (known: {', '.join(METRIC_OF)})")
+    if serving is None or force:
+        decision.promoted = True
+        decision.reason = "forced (no comparison)" if force else f"nothing serves {name} yet"
+        registry.set_serving(name, candidate.version, action="promote", by=by, detail=decision.as_dict())
+        return decision
+    store = DatasetStore(ws)
+    ds, split = parse_holdout(holdout, candidate, store)
+    if ds.kind != KIND_OF[name]:
+        raise FinetuneError(f"holdout {ds.id} is a {ds.kind} dataset; {name} models need a {KIND_OF[name]} dataset")
+    rows = ds.rows(split)
+    decision.holdout, decision.n = f"{ds.id}:{split}", len(rows)
+    if not rows:
+        raise FinetuneError(f"holdout {ds.id}:{split} has no rows")
+    problems = honesty_check(candidate, ds, split, rows, store)
+    if problems:
+        decision.reason = "refused: " + "; ".join(problems)
+        registry.record_refusal(name, candidate.version, decision.as_dict(), by)
+        return decision
+    if serving.dataset_version == ds.id and split in ("train", "dev"):
+        decision.notes.append(f"the serving model was trained on {ds.id}:{split}: the comparison favours it")
+    if name == "sentiment" and serving.format == "onnx-sentiment" and "shipped default" in serving.notes:
+        decision.notes.append("the shipped model chose its epoch on MELD dev; a MELD-dev holdout slightly favours it")
+
+    if name == "sentiment":
+        from callsense.finetune.evaluate import SENTIMENT_LABELS
+
+        truth = encode_labels([r["label"] for r in rows], SENTIMENT_LABELS)
+        values = {"candidate": _sentiment_scores(candidate, rows, ws.settings, progress),
+                  "serving": _sentiment_scores(serving, rows, ws.settings, progress)}
+    elif name == "intent-slot":
+        truth = None
+        values = {"candidate": _intent_scores(candidate, rows, ws.settings, progress),
+                  "serving": _intent_scores(serving, rows, ws.settings, progress)}
+    else:
+        truth = None
+        values = {"candidate": _asr_errors(candidate, rows, ws, progress), "serving": _asr_errors(serving, rows, ws, progress)}
+    stat = _statistic(name, truth)
+    n = len(rows)
+    cand = bootstrap(lambda ix: stat(ix, values["candidate"]), n, opts)
+    serv = bootstrap(lambda ix: stat(ix, values["serving"]), n, opts)
+    delta = bootstrap(lambda ix: stat(ix, values["candidate"]) - stat(ix, values["serving"]), n, opts)
+    sign = -1.0 if name == "asr" else 1.0  # report WER as WER
+
+    def shown(i: Interval) -> dict:
+        lo, hi = sorted((sign * i.low, sign * i.high))
+        return Interval(sign * i.value, lo, hi).as_dict()
+
+    decision.candidate_score, decision.serving_score = shown(cand), shown(serv)
+    decision.delta = delta.as_dict()  # always "improvement": higher is better
+    decision.seconds = round(time.perf_counter() - t0, 2)
+    pct = f"{int(opts.confidence * 100)} %"
+    if delta.low > min_delta:
+        decision.promoted = True
+        decision.reason = (f"promoted: {decision.metric} improves by {delta.value:+.4f} ({pct} interval {delta.low:+.4f} .. "
+                           f"{delta.high:+.4f}, above {min_delta:g}) on {n} holdout rows")
+        registry.set_serving(name, candidate.version, action="promote", by=by, detail=decision.as_dict())
+    else:
+        why = "worse" if delta.high < 0 else "not better beyond chance"
+        decision.reason = (f"kept {serving.label}: {candidate.label} is {why} on {decision.metric} "
+                           f"({delta.value:+.4f}, {pct} interval {delta.low:+.4f} .. {delta.high:+.4f} does not lie above "
+                           f"{min_delta:g}) on {n} holdout rows")
+        registry.record_refusal(name, candidate.version, decision.as_dict(), by)
+    return decision

@@ -1,0 +1,147 @@
+"""Run records: every job run gets a folder ``runs/<run-id>/`` with ``run.json`` (config,
+dataset version, code version, hardware, per-epoch metrics, final metrics, wall time,
+artifacts) and a row in `training_runs`, updated as the run goes so that an interrupted run
+can be seen and resumed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from callsense.finetune.workspace import FinetuneError, Workspace, code_version, hardware, utc_iso, write_json
+from callsense.store.registry_tables import TrainingRun
+
+
+class Progress(Protocol):
+    """What a job reports while it works (the CLI draws rich progress bars; tests pass nothing)."""
+
+    def start(self, description: str, total: int | None, completed: int = 0) -> None: ...
+
+    def advance(self, n: int = 1, **fields) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class SilentProgress:
+    def start(self, description: str, total: int | None, completed: int = 0) -> None:
+        pass
+
+    def advance(self, n: int = 1, **fields) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class RunRecord:
+    ws: Workspace
+    id: str
+    job: str
+    config: dict
+    dataset_version: str
+    folder: Path
+    started_at: float = field(default_factory=time.time)
+    epochs: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+    status: str = "running"
+    resumed: list[str] = field(default_factory=list)
+    wall_s_before: float = 0.0  # wall time of earlier attempts (a resumed run adds up)
+    _t0: float = field(default_factory=time.perf_counter)
+
+    # ---- creation --------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, ws: Workspace, job: str, config: dict, dataset_version: str) -> "RunRecord":
+        run_id = f"{job}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        folder = ws.runs_dir / run_id
+        folder.mkdir(parents=True, exist_ok=False)
+        rec = cls(ws, run_id, job, config, dataset_version, folder)
+        rec.save()
+        return rec
+
+    @classmethod
+    def load(cls, ws: Workspace, run_ref: str, job: str) -> "RunRecord":
+        """An earlier run of `job` to resume: by id, or `last` (the newest unfinished one)."""
+        if run_ref == "last":
+            candidates = sorted((p for p in ws.runs_dir.glob(f"{job}-*") if (p / "run.json").is_file()), key=lambda p: p.name)
+            candidates = [p for p in candidates if json.loads((p / "run.json").read_text())["status"] != "done"]
+            if not candidates:
+                raise FinetuneError(f"no unfinished {job} run to resume in {ws.runs_dir}")
+            folder = candidates[-1]
+        else:
+            folder = ws.runs_dir / run_ref
+        if not (folder / "run.json").is_file():
+            raise FinetuneError(f"no run '{run_ref}' in {ws.runs_dir}")
+        data = json.loads((folder / "run.json").read_text())
+        if data["job"] != job:
+            raise FinetuneError(f"run {data['id']} is a {data['job']} run, not {job}")
+        if data["status"] == "done":
+            raise FinetuneError(f"run {data['id']} already finished; start a new run instead")
+        rec = cls(ws, data["id"], job, data["config"], data["dataset_version"], folder, started_at=data["started_at"],
+                  epochs=data.get("epochs", []), metrics=data.get("metrics", {}), artifacts=data.get("artifacts", {}),
+                  resumed=data.get("resumed", []) + [utc_iso()], wall_s_before=data.get("wall_s", 0.0))
+        rec.save()
+        return rec
+
+    # ---- updates ---------------------------------------------------------------------
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_s_before + (time.perf_counter() - self._t0)
+
+    def add_epoch(self, entry: dict) -> None:
+        self.epochs = [e for e in self.epochs if e.get("epoch") != entry.get("epoch")] + [entry]
+        self.save()
+
+    def finish(self, metrics: dict, artifacts: dict) -> None:
+        self.metrics, self.artifacts, self.status = metrics, artifacts, "done"
+        self.save(finished=True)
+
+    def fail(self, error: str) -> None:
+        self.status = "failed"
+        self.save(error=error)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "job": self.job, "status": self.status, "config": self.config,
+                "dataset_version": self.dataset_version, "code_version": code_version(), "hardware": hardware(),
+                "started_at": self.started_at, "started_at_utc": utc_iso(self.started_at), "resumed": self.resumed,
+                "epochs": self.epochs, "metrics": self.metrics, "artifacts": self.artifacts, "wall_s": round(self.wall_s, 1),
+                "folder": str(self.folder)}
+
+    def save(self, finished: bool = False, error: str | None = None) -> None:
+        data = self.as_dict()
+        if error:
+            data["error"] = error
+        write_json(self.folder / "run.json", data)
+        with Session(self.ws.engine) as s:
+            row = s.get(TrainingRun, self.id) or TrainingRun(id=self.id, job=self.job)
+            row.status, row.dataset_version, row.code_version = self.status, self.dataset_version, data["code_version"]
+            row.config_json = json.dumps(self.config, default=str)
+            row.hardware_json = json.dumps(data["hardware"])
+            row.epochs_json = json.dumps(self.epochs, default=str)
+            row.metrics_json = json.dumps(self.metrics, default=str)
+            row.folder, row.wall_s, row.started_at = str(self.folder), data["wall_s"], self.started_at
+            row.finished_at = time.time() if finished else None
+            row.error = error
+            s.add(row)
+            s.commit()
+
+
+def list_runs(ws: Workspace, job: str | None = None, limit: int = 50) -> list[dict]:
+    with Session(ws.engine) as s:
+        q = select(TrainingRun).order_by(TrainingRun.started_at.desc()).limit(limit)
+        if job:
+            q = q.where(TrainingRun.job == job)
+        return [{"id": r.id, "job": r.job, "status": r.status, "dataset_version": r.dataset_version, "code_version": r.code_version,
+                 "wall_s": r.wall_s, "started_at": r.started_at, "metrics": json.loads(r.metrics_json or "{}"),
+                 "epochs": json.loads(r.epochs_json or "[]"), "config": json.loads(r.config_json or "{}"), "folder": r.folder,
+                 "error": r.error} for r in s.exec(q).scalars()]
