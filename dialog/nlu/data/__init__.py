@@ -1,0 +1,1 @@
+"""NLU training data: the NeMo intent/slot files, their generator and readers."""
