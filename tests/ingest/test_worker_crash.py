@@ -16,7 +16,7 @@ from callsense.store.db import make_engine
 from callsense.store.repository import ResultStore
 from callsense.store.schema import Sentence, Utterance
 
-from pipeline_support import embedded_reference, wait_until
+from pipeline_support import assert_same_results, embedded_reference, wait_until
 
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(pipeline_env, repo_root, shared_audio, tmp_path):
@@ -58,8 +58,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(pipeline_e
     for call_id, rows in expected.items():
         call = store.get_call(call_id)
         assert sum(1 for u in utts if u[0] == call_id) == call.utterances_expected
-        got = sorted((s.channel, s.utterance_idx, s.idx, s.text, s.sentiment) for s in store.sentences(call_id))
-        assert got == rows, call_id
+        assert_same_results(store, call_id, rows)
     live_call = store.get_call("live-crash")
     assert live_call.utterances_expected >= 3
     assert live_call.utterances_expected == sum(1 for u in utts if u[0] == "live-crash")
