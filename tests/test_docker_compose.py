@@ -53,3 +53,12 @@ def test_workers_share_blob_volume_and_database():
     assert "blobs:/blobs" in services["worker"]["volumes"] and env["CALLSENSE_BLOB_DIR"] == "/blobs"
     kafka_port = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].rsplit(":", 1)[1]
     assert env["CALLSENSE_KAFKA_BOOTSTRAP"] == f"kafka:{kafka_port}"
+
+
+def test_riva_profile_serves_the_riva_port_to_the_workers():
+    services = compose()["services"]
+    riva = services["riva"]
+    assert riva["profiles"] == ["riva"] and "50051:50051" in riva["ports"]
+    assert riva["image"].startswith("nvcr.io/nvidia/riva/riva-speech")
+    env = services["worker"]["environment"]
+    assert env["CALLSENSE_RIVA_URL"].endswith("riva:50051}") or env["CALLSENSE_RIVA_URL"] == "riva:50051"
