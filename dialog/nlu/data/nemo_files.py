@@ -190,8 +190,8 @@ def slot_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
 
 
 def score(gold: list[NemoExample], pred_intents: list[str], pred_tags: list[list[str]]) -> dict:
-    """Intent accuracy, slot span F1, sentence accuracy (intent and every tag right) and
-    per-intent accuracy."""
+    """Intent accuracy, slot span F1, sentence accuracy (intent and every tag right),
+    per-intent accuracy and per-slot-type span precision / recall / F1."""
     n = len(gold)
     correct = [g.intent == p for g, p in zip(gold, pred_intents)]
     per_intent: dict[str, list[int]] = {}
@@ -200,6 +200,21 @@ def score(gold: list[NemoExample], pred_intents: list[str], pred_tags: list[list
         per_intent[g.intent][0] += ok
         per_intent[g.intent][1] += 1
     f1 = slot_f1([g.tags for g in gold], pred_tags)
+    counts: dict[str, list[int]] = {}  # type -> [tp, predicted, gold]
+    for g, p in zip(gold, pred_tags):
+        gs, ps = spans(g.tags), spans(p)
+        for s_ in gs & ps:
+            counts.setdefault(s_[2], [0, 0, 0])[0] += 1
+        for s_ in ps:
+            counts.setdefault(s_[2], [0, 0, 0])[1] += 1
+        for s_ in gs:
+            counts.setdefault(s_[2], [0, 0, 0])[2] += 1
+    per_type = {}
+    for kind, (tp, n_p, n_g) in sorted(counts.items()):
+        p_ = tp / n_p if n_p else 0.0
+        r_ = tp / n_g if n_g else 0.0
+        per_type[kind] = {"precision": round(p_, 4), "recall": round(r_, 4),
+                          "f1": round(2 * p_ * r_ / (p_ + r_), 4) if p_ + r_ else 0.0, "gold": n_g, "predicted": n_p}
     exact = sum(ok and g.tags == p for g, ok, p in zip(gold, correct, pred_tags))
     return {
         "examples": n,
@@ -210,6 +225,7 @@ def score(gold: list[NemoExample], pred_intents: list[str], pred_tags: list[list
         "gold_spans": f1["gold_spans"],
         "sentence_accuracy": exact / n if n else 0.0,
         "per_intent_accuracy": {k: round(v[0] / v[1], 4) for k, v in sorted(per_intent.items())},
+        "per_slot_type": per_type,
     }
 
 
