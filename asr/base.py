@@ -34,6 +34,9 @@ class AsrEngine(ABC):
     """16 kHz mono float32 in, punctuated text with word times out."""
 
     name: str = "?"
+    # Seconds of audio one pass always costs (Whisper: 30), or None when the cost follows
+    # the audio's length. The transcribe stage packs short utterances up to this window.
+    fixed_window_s: float | None = None
 
     @property
     @abstractmethod

@@ -142,7 +142,12 @@ def transcribe(
         _fail(f"cannot read {file}: {e.strerror}")
     try:
         channels = decode_audio(data, settings.decoder).channels
-        asr = create_asr_engine(settings)
+        if stream and settings.asr_engine == "riva":
+            from callsense.asr.engines.riva import RivaEngine
+
+            asr = RivaEngine(settings, streaming=True)  # the server's online model (CALLSENSE_RIVA_STREAMING_ASR_MODEL)
+        else:
+            asr = create_asr_engine(settings)
         if stream and not hasattr(asr, "transcribe_stream"):
             _fail(f"--stream needs the riva engine (this is {asr.name})")
         for c, audio in enumerate(channels):

@@ -197,7 +197,8 @@ def stream_live(
 
 @app.command()
 def worker(
-    stages: Optional[str] = typer.Option(None, help="Comma-separated stages (segment,transcribe,sentiment,store) or 'all'. "
+    stages: Optional[str] = typer.Option(None, help="Comma-separated stages (segment,live-transcribe,transcribe,sentiment,store) "
+                                                      "or 'all' (live-transcribe only with CALLSENSE_LIVE_ASR=riva-streaming). "
                                                       "Default: CALLSENSE_WORKER_STAGES."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
@@ -211,9 +212,13 @@ def worker(
         logging.getLogger("kafka").setLevel(logging.ERROR)
     settings = _settings()
     try:
-        names = parse_stage_names(stages or settings.worker_stages)
+        names = parse_stage_names(stages or settings.worker_stages, settings.live_asr)
     except ValueError as e:
         _fail(str(e))
+    if settings.live_asr == "riva-streaming" and "segment" in names and "live-transcribe" not in names:
+        logging.getLogger("callsense").warning(
+            "CALLSENSE_LIVE_ASR=riva-streaming: this worker's segment stage skips live calls; "
+            "run the live-transcribe stage in some worker (--stages all includes it)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

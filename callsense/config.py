@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(4, ge=1, description="Partitions per topic when callsense creates them.")
     max_message_bytes: int = Field(1_000_000, description="Events larger than this go to the dead-letter topic instead.")
     inline_audio_max_bytes: int = Field(256_000, description="Audio up to this size travels inside the event; larger goes by claim-check.")
-    worker_stages: str = Field("segment,transcribe,sentiment,store", description="Comma-separated stages a worker runs.")
+    worker_stages: str = Field("all", description="Comma-separated stages a worker runs, or `all` (every stage the settings call for: "
+                                                 "live-transcribe too when live_asr is riva-streaming).")
     poll_timeout_ms: int = Field(50, ge=1)
 
     # --- audio ---
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     live_chunk_ms: int = Field(100, ge=10, le=2000)
     live_reorder_window: int = Field(20, ge=0, description="Chunks a live call may arrive out of order before the gap is dead-lettered.")
     live_min_silence_ms: int = Field(300, ge=50, description="Live calls: silence that ends an utterance (shorter = lower latency).")
+    live_asr: Literal["vad", "riva-streaming"] = Field(
+        "vad", description="Live calls: `vad` = the segment stage ends utterances with the embedded VAD and the transcribe stage "
+                           "recognizes each one (any ASR engine); `riva-streaming` = the live-transcribe stage streams every call "
+                           "and channel to Riva (CALLSENSE_RIVA_*), whose endpointing gives the final results.")
 
     # --- segmentation (voice activity) ---
     vad_threshold: float = Field(0.5, gt=0, lt=1)
@@ -70,6 +75,10 @@ class Settings(BaseSettings):
     riva_api_key: str | None = Field(None, description="Sent as `authorization: Bearer KEY` metadata (hosted Riva, NVIDIA cloud functions).")
     riva_metadata: str = Field("", description="Extra gRPC metadata: `key=value` pairs separated by commas (e.g. `function-id=...`).")
     riva_asr_model: str = Field("", description="Riva ASR model name; empty lets the server pick its model for riva_language.")
+    riva_streaming_asr_model: str = Field("", description="Riva ASR model of live streams (live_asr=riva-streaming, `transcribe --stream`); "
+                                                        "empty lets the server pick its online model for riva_language.")
+    riva_stream_recovery_s: float = Field(60.0, gt=0, description="Live streams: how long a failed Riva stream is reopened (with backoff from "
+                                                                  "riva_retry_backoff_s) before the audio it held is dead-lettered.")
     riva_language: str = Field("en-US", description="Language code sent with every Riva request.")
     riva_automatic_punctuation: bool = Field(True, description="Ask Riva for punctuated transcripts (sentence splitting needs it).")
     riva_word_time_offsets: bool = Field(True, description="Ask Riva for word times (the transcribe stage needs them to place words).")

@@ -176,11 +176,38 @@ def chat(
     database_url: Optional[str] = typer.Option(None, help="Store URL (default: CALLSENSE_DATABASE_URL)."),
     delays: bool = typer.Option(True, help="Honour the flows' `delay` before messages (--no-delays: answer at once)."),
     debug: bool = typer.Option(False, "--debug", help="Show intent, slots and state after each reply."),
+    voice: bool = typer.Option(False, "--voice", help="Also speak the replies with the TTS engine (CALLSENSE_TTS_ENGINE): "
+                                                      "through paplay/aplay, or into --audio-out DIR."),
+    audio_in: Optional[list[Path]] = typer.Option(
+        None, "--audio-in", metavar="FILE",
+        help="A recorded user turn (WAV, MP3, anything FFmpeg reads) sent through speech recognition "
+             "(CALLSENSE_ASR_ENGINE) instead of typed text; repeat the option for several turns, played in order, "
+             "then the chat ends. The terminal has no microphone input (a server has no sound device): record "
+             "the turns first, or talk on the dashboard's Assistant page."),
+    audio_out: Optional[Path] = typer.Option(
+        None, "--audio-out", metavar="DIR",
+        help="Write each spoken reply to DIR as a WAV file (SESSION-NNN.wav, 000 = the greeting) instead of "
+             "playing it; implies --voice. Needed where neither paplay nor aplay is installed."),
 ):
-    """Talk to the retail assistant in the terminal (empty line or Ctrl-D to leave)."""
-    from callsense.dialog.assistant import Assistant, build_nlu
-    from callsense.dialog.flows import FlowValidationError
+    """Talk to the retail assistant in the terminal (empty line or Ctrl-D to leave).
 
+    With --voice the replies are spoken too; with --audio-in the user's turns are recordings.
+    Every turn is archived (voice turns with their ASR confidence)."""
+    from callsense.dialog.assistant import Assistant, Reply, build_nlu
+    from callsense.dialog.flows import FlowValidationError
+    from callsense.dialog.voice import (Heard, PcmPlayer, VoiceAssistant, VoiceInputError, VoiceTurn, VoiceUnavailable,
+                                        find_player, write_wav)
+
+    voice = voice or audio_out is not None
+    for f in audio_in or []:
+        if not f.is_file():
+            _fail(f"--audio-in {f}: no such file")
+    player_cmd = None
+    if voice and audio_out is None:
+        player_cmd = find_player()
+        if player_cmd is None:
+            _fail("--voice: no paplay or aplay to play the replies (apt-get install pulseaudio-utils or alsa-utils); "
+                  "or pass --audio-out DIR to write them as WAV files")
     settings = _settings(database_url=database_url)
     try:
         backend = build_nlu(settings, notice=lambda m: err.print(f"[yellow]{escape(m)}[/]"), name=nlu)
@@ -190,12 +217,22 @@ def chat(
         _fail("the flows have errors; fix them (see `callsense dialog validate`)")
     except Exception as e:  # noqa: BLE001 - one clear line for people
         _fail(f"cannot start the assistant: {e}")
+    speaker = VoiceAssistant(settings, assistant=assistant)
+    if voice or audio_in:
+        try:
+            speaker.preload(asr=bool(audio_in), tts=voice, warm_up=False)
+        except VoiceUnavailable as e:
+            assistant.close()
+            _fail(str(e))
     session = session or f"chat-{uuid.uuid4().hex[:10]}"
-    console.print(f"[dim]session {session} - backend {backend.name} - empty line or Ctrl-D to leave[/]")
+    leave = "" if audio_in else " - empty line or Ctrl-D to leave"
+    channels = f" - {speaker.describe()}" if voice or audio_in else f" - backend {backend.name}"
+    console.print(f"[dim]session {session}{channels}{leave}[/]")
+    spoken = {"n": 0}
 
     def say(reply) -> None:
         for msg in reply.messages:
-            if delays and msg.delay_s:
+            if delays and msg.delay_s and not voice:
                 time.sleep(min(msg.delay_s, 5.0))
             if msg.text:
                 console.print(f"[bold cyan]assistant:[/] {escape(msg.text)}")
@@ -203,17 +240,57 @@ def chat(
             console.print(f"[dim]  intent={reply.intent} ({reply.confidence}) slots={reply.slots} "
                           f"state={reply.state}{' error=' + reply.error if reply.error else ''}[/]")
 
+    def turn(**what) -> None:
+        """One turn through VoiceAssistant: print what was heard and the reply as soon as they
+        exist, play each audio chunk as it is synthesized, or write the reply's WAV file."""
+        player = PcmPlayer(player_cmd) if player_cmd else None
+        for event in speaker.stream_turn(session, spoken=voice, **what):
+            if isinstance(event, VoiceTurn):
+                if event.speech_error:
+                    err.print(f"[yellow]{escape(event.speech_error)}; the reply is not spoken[/]")
+                elif event.audio and audio_out is not None:
+                    path = write_wav(audio_out / f"{session}-{spoken['n']:03d}.wav", event.audio)
+                    console.print(f"[dim]  (spoken reply: {escape(str(path))})[/]")
+                if event.audio or event.reply.text:
+                    spoken["n"] += 1
+                if debug and event.timings.first_audio_ms is not None:
+                    t = event.timings
+                    console.print(f"[dim]  first reply audio after {t.first_audio_ms:.0f} ms (ASR {t.asr_ms:.0f}, "
+                                  f"dialog {t.dialog_ms:.0f}, TTS first {t.tts_first_ms:.0f})[/]")
+            elif isinstance(event, Heard):
+                if event.nothing:
+                    console.print(f"[bold]you:[/] [dim](no speech heard in {escape(str(what['audio']))})[/]")
+                else:
+                    conf = f", ASR confidence {event.confidence:.2f}" if event.confidence is not None else ""
+                    console.print(f"[bold]you:[/] {escape(event.text)} [dim](voice{conf})[/]")
+            elif isinstance(event, Reply):
+                say(event)
+            elif player is not None:  # an audio chunk
+                player.play(event)
+        if player is not None:
+            player.finish()
+
     try:
-        say(assistant.start(session))
-        while True:
-            try:
-                text = console.input("[bold]you:[/] ")
-            except (EOFError, KeyboardInterrupt):
-                console.print()
-                break
-            if not text.strip():
-                break
-            say(assistant.reply(session, text))
+        try:
+            turn()  # the greeting
+            if audio_in:
+                for f in audio_in:
+                    try:
+                        turn(audio=f)
+                    except VoiceInputError as e:  # a bad file is reported; the next one is still played
+                        err.print(f"[bold red]error:[/] {escape(str(f))}: {escape(str(e))}")
+            else:
+                while True:
+                    try:
+                        text = console.input("[bold]you:[/] ")
+                    except (EOFError, KeyboardInterrupt):
+                        console.print()
+                        break
+                    if not text.strip():
+                        break
+                    turn(text=text)
+        except VoiceUnavailable as e:
+            _fail(str(e))
     finally:
         assistant.close()
     console.print(f"[dim]Conversation saved as session {session}; resume it with --session {session}.[/]")

@@ -338,7 +338,7 @@ def finetune_sentiment(
                                     class_weights=class_weights, pooling=pooling, register=register_model,
                                     train=_train_options(epochs, batch_size, lr, seed, max_steps, device, threads, ws.settings))
     with _progress() as p:
-        run = run_sentiment_job(ws, config, resume=resume, progress=RichProgress(p))
+        run = run_sentiment_job(ws, config, resume=resume, progress=RichProgress(p), threads=threads, device=device)
     _print_run(run)
     _maybe_promote(ws, run, promote)
 
@@ -370,7 +370,7 @@ def finetune_intent_slot(
         opts.head_lr = head_lr
         config = IntentSlotJobConfig(dataset=dataset, init=init, max_length=max_length, name=name, register=register_model, train=opts)
     with _progress() as p:
-        run = run_intent_slot_job(ws, config, resume=resume, progress=RichProgress(p))
+        run = run_intent_slot_job(ws, config, resume=resume, progress=RichProgress(p), threads=threads, device=device)
     _print_run(run)
     _maybe_promote(ws, run, promote)
 
@@ -398,7 +398,7 @@ def finetune_asr(
         config = AsrJobConfig(dataset=dataset, model=str(model.resolve()), register=register_model,
                               train=_train_options(epochs, batch_size, lr, seed, max_steps, device, threads, ws.settings))
     with _progress() as p:
-        run = run_asr_job(ws, config, resume=resume, progress=RichProgress(p))
+        run = run_asr_job(ws, config, resume=resume, progress=RichProgress(p), threads=threads, device=device)
     _print_run(run)
 
 

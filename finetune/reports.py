@@ -128,7 +128,8 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: st
     return path
 
 
-def plot_bars(names: list[str], series: dict[str, list[dict]], path: Path, title: str, ylabel: str) -> Path | None:
+def plot_bars(names: list[str], series: dict[str, list[dict]], path: Path, title: str, ylabel: str,
+              ymax: float | None = 1.0) -> Path | None:
     """Grouped bars with interval whiskers; series: name -> one {value, low, high} per bar group."""
     plt = _pyplot()
     if plt is None:
@@ -145,7 +146,8 @@ def plot_bars(names: list[str], series: dict[str, list[dict]], path: Path, title
     ax.set_xticks(x, names, fontsize=8, rotation=20 if len(names) > 4 else 0)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))
+    top = max(d["high"] for values in series.values() for d in values) if series else 1.0
+    ax.set_ylim(0, ymax if ymax is not None else max(0.05, 1.25 * top))
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -205,7 +207,7 @@ def asr_report(result: dict, folder: Path) -> dict[str, Path]:
     r.table(["system", "model", "words", "WER", "subs", "dels", "ins", "real-time factor"], rows)
     folder.mkdir(parents=True, exist_ok=True)
     r.image(plot_bars(list(result["systems"]), {"WER": [s["wer"] for s in result["systems"].values()]},
-                      folder / "wer.png", "word error rate", "WER"), "WER per system")
+                      folder / "wer.png", "word error rate (95 % interval)", "WER", ymax=None), "WER per system")
     for label, s in result["systems"].items():
         if s.get("examples"):
             r.heading(f"Errors of {label}")

@@ -7,7 +7,7 @@ from functools import cached_property
 
 from callsense.config import Settings
 from callsense.ingest.blobs import BlobStore
-from callsense.ingest.stage import STAGE_ORDER, Stage
+from callsense.ingest.stage import LIVE_TRANSCRIBE, STAGE_NAMES, Stage, pipeline_stage_names
 
 
 class PipelineResources:
@@ -49,10 +49,15 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
         from callsense.ingest.segment import CallSegmenter
 
         return CallSegmenter(res.settings, res.blobs, res.vad)
+    if name == LIVE_TRANSCRIBE:
+        from callsense.asr.engines.riva import RivaEngine
+        from callsense.asr.live import RivaLiveTranscriber
+
+        return RivaLiveTranscriber(res.settings, RivaEngine(res.settings, streaming=True))
     if name == "transcribe":
         from callsense.asr.transcribe import UtteranceTranscriber
 
-        return UtteranceTranscriber(res.asr_engine, res.blobs)
+        return UtteranceTranscriber(res.asr_engine, res.blobs, pack_window_s=res.settings.asr_window_s)
     if name == "sentiment":
         from callsense.nlp.sentiment.stage import SentenceScorer
 
@@ -61,14 +66,20 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
         from callsense.store.stage import ResultWriter
 
         return ResultWriter(res.store)
-    raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_ORDER)}")
+    raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_NAMES)}")
 
 
-def parse_stage_names(spec: str) -> list[str]:
+def parse_stage_names(spec: str, live_asr: str = "vad") -> list[str]:
+    """`all` or a comma-separated list -> stage names. `all` includes live-transcribe when
+    live_asr is riva-streaming; live-transcribe with live_asr=vad would transcribe live
+    calls twice (the segment stage does it), so that is refused."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if names == ["all"]:
-        return list(STAGE_ORDER)
-    bad = [n for n in names if n not in STAGE_ORDER]
+        return pipeline_stage_names(live_asr)
+    bad = [n for n in names if n not in STAGE_NAMES]
     if bad or not names:
-        raise ValueError(f"unknown stage(s) {', '.join(bad) or '(none)'}; choose from: all, {', '.join(STAGE_ORDER)}")
+        raise ValueError(f"unknown stage(s) {', '.join(bad) or '(none)'}; choose from: all, {', '.join(STAGE_NAMES)}")
+    if LIVE_TRANSCRIBE in names and live_asr != "riva-streaming":
+        raise ValueError(f"the {LIVE_TRANSCRIBE} stage needs CALLSENSE_LIVE_ASR=riva-streaming "
+                         f"(with live_asr={live_asr} the segment stage handles live calls)")
     return names

@@ -2,7 +2,8 @@
 
 Recorded calls are decoded whole and their utterances packed into ASR windows. Live calls
 arrive as ordered chunks; each channel runs the same endpointer incrementally and an
-utterance is sent on as soon as its end is detected.
+utterance is sent on as soon as its end is detected. With `live_asr=riva-streaming` live
+calls are left to the live-transcribe stage (`asr/live.py`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from callsense.ingest.convert import (
 )
 from callsense.ingest.errors import BadInput
 from callsense.ingest.events import (
-    CallChunk, CallOpened, CallRecorded, CallSegmented, EventModel, UtteranceBatch, UtteranceSpan,
+    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan,
 )
+from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
 from callsense.ingest.stage import dead_letter
 from callsense.ingest.vad import (
     EndpointerOptions, SileroModel, Span, SpeechProbabilityStream, UtteranceEndpointer, speech_spans,
@@ -31,6 +33,12 @@ log = logging.getLogger("callsense.segment")
 
 # Silence put between packed utterances so the recognizer does not run words together.
 GAP_S = 0.3
+
+
+def missing_chunks_letter(stage: str, ch: CallChunk, gap: MissingChunks, window: int) -> DeadLetter:
+    """The non-fatal dead letter of a live call's gap (the stage fills it with silence)."""
+    return dead_letter(stage, ch, f"live call {ch.call_id}: chunks {gap.first}..{gap.last} never arrived "
+                                  f"within a window of {window}; filled with {gap.count} chunks of silence", fatal=False)
 
 
 def endpointer_options(settings: Settings, live: bool = False) -> EndpointerOptions:
@@ -59,8 +67,6 @@ class _LiveCall:
     speakers: list[str]
     agent_id: str | None
     stream_started_at: float
-    next_seq: int = 0
-    held: dict[int, CallChunk] = field(default_factory=dict)
     chunk_samples: int = 1600
 
 
@@ -73,19 +79,20 @@ class CallSegmenter:
         self.blobs = blobs
         self.vad = vad or SileroModel()
         self._live: dict[str, _LiveCall] = {}
-        # Chunks of calls whose first chunk has not been seen (yet): held within the window.
-        self._orphans: dict[str, dict[int, CallChunk]] = {}
+        self._order = ChunkReorderBuffer(settings.live_reorder_window, self.name)
+        # With live_asr=riva-streaming the live-transcribe stage owns live calls.
+        self.segments_live_calls = settings.live_asr == "vad"
 
     def open_calls(self) -> set[str]:
         """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
-        return set(self._live) | set(self._orphans)
+        return self._order.open_calls()
 
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
         out: list[EventModel] = []
         for ev in events:
             if isinstance(ev, CallRecorded):
                 out.extend(self._recorded(ev))
-            elif isinstance(ev, CallChunk):
+            elif isinstance(ev, CallChunk) and self.segments_live_calls:
                 out.extend(self._chunk(ev))
         return out
 
@@ -141,46 +148,23 @@ class CallSegmenter:
 
     def _chunk(self, ch: CallChunk) -> list[EventModel]:
         call = self._live.get(ch.call_id)
-        window = self.settings.live_reorder_window
+        out: list[EventModel] = []
         if call is None:
-            if ch.seq != 0:
-                orphans = self._orphans.setdefault(ch.call_id, {})
-                orphans[ch.seq] = ch
-                if len(orphans) > window or (ch.final and ch.seq > window):
-                    # After a restart the consumer replays from the oldest open call; chunks
-                    # of calls that finished before that point belong to work already done.
-                    del self._orphans[ch.call_id]
-                    log.info("skipped %d chunks of call %s: its start precedes this consumer's position",
-                             len(orphans), ch.call_id)
-                return []
+            if not self._order.starts_call(ch):
+                return out
             call = self._open_live(ch)
-            call.held.update(self._orphans.pop(ch.call_id, {}))
-            out: list[EventModel] = [CallOpened(
+            out.append(CallOpened(
                 call_id=ch.call_id, source_name=ch.source_name, mode="live", channels=ch.channels,
-                speakers=call.speakers, agent_id=ch.agent_id, started_at=ch.stream_started_at)]
-        else:
-            out = []
-        if ch.seq < call.next_seq or ch.seq in call.held:
-            return out  # a redelivered duplicate
-        call.held[ch.seq] = ch
-        while call.held:
-            if call.next_seq in call.held:
-                chunk = call.held.pop(call.next_seq)
-                call.next_seq += 1
-                out.extend(self._feed(call, chunk))
-                if chunk.final:
-                    out.extend(self._close_live(call))
-                    return out
-            elif max(call.held) - call.next_seq > window:
-                first = min(call.held)
-                missing = first - call.next_seq
-                out.append(dead_letter(self.name, ch, f"live call {ch.call_id}: chunks {call.next_seq}..{first - 1} never arrived "
-                                       f"within a window of {window}; filled with {missing} chunks of silence", fatal=False))
+                speakers=call.speakers, agent_id=ch.agent_id, started_at=ch.stream_started_at))
+        for item in self._order.push(ch):
+            if isinstance(item, MissingChunks):
+                out.append(missing_chunks_letter(self.name, ch, item, self.settings.live_reorder_window))
                 for c, chan in enumerate(call.channels):
-                    self._push_channel(call, chan, np.zeros(call.chunk_samples * missing, np.float32), out, c)
-                call.next_seq = first
-            else:
-                break
+                    self._push_channel(call, chan, np.zeros(call.chunk_samples * item.count, np.float32), out, c)
+                continue
+            out.extend(self._feed(call, item))
+            if item.final:
+                out.extend(self._close_live(call))
         return out
 
     def _open_live(self, ch: CallChunk) -> _LiveCall:

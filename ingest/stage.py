@@ -27,6 +27,15 @@ TOPIC_OF_KIND = {
     "dead_letter": "dead-letters",
 }
 STAGE_ORDER = ("segment", "transcribe", "sentiment", "store")
+# Live calls streamed to Riva (CALLSENSE_LIVE_ASR=riva-streaming): consumes `calls` beside
+# the segment stage, produces what segment + transcribe produce for a live call.
+LIVE_TRANSCRIBE = "live-transcribe"
+STAGE_NAMES = ("segment", LIVE_TRANSCRIBE, "transcribe", "sentiment", "store")
+
+
+def pipeline_stage_names(live_asr: str) -> list[str]:
+    """Every stage of a complete pipeline for this live_asr setting, in data-flow order."""
+    return list(STAGE_NAMES) if live_asr == "riva-streaming" else list(STAGE_ORDER)
 
 
 class Stage(Protocol):

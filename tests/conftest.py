@@ -224,3 +224,18 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def shared_audio(shared_data: Path) -> Path:
     return shared_data / "audio"
+
+
+@pytest.fixture(scope="session")
+def riva_server():
+    """One real riva-serve gRPC server for the session: in this process, on a free loopback
+    port, stopped through its handle."""
+    pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
+    from callsense.asr.riva_server.server import RivaServer
+    from callsense.config import Settings
+
+    server = RivaServer(Settings(), host="127.0.0.1", port=0, workers=16).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -138,7 +138,11 @@ class RivaConnection:
             metadata_args=_metadata(settings),
             ssl_client_cert=settings.riva_ssl_client_cert, ssl_client_key=settings.riva_ssl_client_key,
             options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     # A restarted server is reached within seconds (gRPC's default backoff
+                     # grows to 2 minutes, longer than a live stream may wait to reopen).
+                     ("grpc.initial_reconnect_backoff_ms", 500),
+                     ("grpc.max_reconnect_backoff_ms", 5000)],
         )
 
     def close(self) -> None:
@@ -275,11 +279,14 @@ class RivaEngine(AsrEngine):
 
     name = "riva"
 
-    def __init__(self, settings: Settings, *, check_model: bool = True):
+    def __init__(self, settings: Settings, *, check_model: bool = True, streaming: bool = False):
+        """`streaming=True`: the engine of live streams (`transcribe_stream`, `open_stream`),
+        whose model is `CALLSENSE_RIVA_STREAMING_ASR_MODEL` or the server's online model."""
         self.settings = settings
         self.conn = RivaConnection(settings)
         self.boosts = boosted_words(settings)
-        self.model = settings.riva_asr_model
+        self.streaming = streaming
+        self.model = settings.riva_streaming_asr_model if streaming else settings.riva_asr_model
         self._model_id = f"riva:{self.model or 'server-default'}"
         if check_model:
             self._check_model()
@@ -292,20 +299,22 @@ class RivaEngine(AsrEngine):
             log.info("Riva at %s does not answer yet; its models will be checked on first use", self.conn.url)
             return
         names = [n for n, _ in models]
+        setting = "CALLSENSE_RIVA_STREAMING_ASR_MODEL" if self.streaming else "CALLSENSE_RIVA_ASR_MODEL"
         if self.model:
             if self.model not in names:
                 raise AsrUnavailable(f"Riva ASR at {self.conn.url} has no model '{self.model}' "
-                                     f"(it serves: {', '.join(sorted(set(names))) or 'none'}); fix CALLSENSE_RIVA_ASR_MODEL")
+                                     f"(it serves: {', '.join(sorted(set(names))) or 'none'}); fix {setting}")
             return
         lang = self.settings.riva_language
-        offline = [n for n, p in models if p.get("type", "offline") == "offline"
-                   and p.get("language_code", lang).lower() == lang.lower()]
-        if models and not offline:
+        kind = "online" if self.streaming else "offline"
+        usable = [n for n, p in models if p.get("type", "offline") == kind
+                  and p.get("language_code", lang).lower() == lang.lower()]
+        if models and not usable:
             langs = sorted({p.get("language_code", "?") for _, p in models})
-            raise AsrUnavailable(f"Riva ASR at {self.conn.url} has no offline model for language {lang} "
-                                 f"(its languages: {', '.join(langs)}); fix CALLSENSE_RIVA_LANGUAGE or CALLSENSE_RIVA_ASR_MODEL")
-        if offline:
-            self._model_id = f"riva:{offline[0]}"
+            raise AsrUnavailable(f"Riva ASR at {self.conn.url} has no {kind} model for language {lang} "
+                                 f"(its languages: {', '.join(langs)}); fix CALLSENSE_RIVA_LANGUAGE or {setting}")
+        if usable:
+            self._model_id = f"riva:{usable[0]}"
 
     @property
     def model_id(self) -> str:
@@ -358,8 +367,15 @@ class RivaEngine(AsrEngine):
         results out as the server produces them; word times count from the stream's start.
         Not retried (a stream cannot be replayed): a dead server raises `RivaUnavailable`
         at once, a refused request `AsrUnavailable`."""
-        import grpc
+        yield from self.open_stream(chunks, interim_results=interim_results, sample_rate=sample_rate,
+                                    encoding=encoding, timeout_s=timeout_s)
 
+    def open_stream(
+        self, chunks: Iterable[np.ndarray | bytes], *, interim_results: bool = True, sample_rate: int = RATE,
+        encoding: str = "s16le", timeout_s: float | None = None,
+    ) -> "RivaStream":
+        """`transcribe_stream` as a handle: iterate it (in any one thread) for the results, and
+        `cancel()` it from another thread. `chunks` is read by a gRPC thread."""
         riva = riva_client()
         service = riva.ASRService(self.conn.auth)
         streaming_config = riva.StreamingRecognitionConfig(
@@ -370,11 +386,30 @@ class RivaEngine(AsrEngine):
             pcm_chunks = (c if isinstance(c, (bytes, bytearray)) else float_to_pcm16(np.asarray(c, np.float32)) for c in chunks)
         requests = riva.asr.streaming_request_generator(pcm_chunks, streaming_config)
         what = f"Riva ASR streaming at {self.conn.url} (model {self.model or 'chosen by the server'})"
+        # The stub rather than ASRService.streaming_response_generator: the same requests,
+        # plus an optional deadline for the whole stream and a call object that can be cancelled.
+        call = service.stub.StreamingRecognize(requests, metadata=self.conn.auth.get_auth_metadata(), timeout=timeout_s)
+        return RivaStream(call, what)
+
+
+class RivaStream:
+    """One open StreamingRecognize call. Iterating it yields `StreamingTranscript`s; a failure
+    raises `RivaUnavailable` (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED: the same
+    audio may work on a new stream) or `AsrUnavailable` (refused), each with `grpc_code`."""
+
+    def __init__(self, call, what: str):
+        self._call = call
+        self.what = what
+
+    def cancel(self) -> None:
+        """End the stream from any thread; the iteration then raises (grpc_code CANCELLED)."""
+        self._call.cancel()
+
+    def __iter__(self) -> Iterator[StreamingTranscript]:
+        import grpc
+
         try:
-            # The stub rather than ASRService.streaming_response_generator: the same requests,
-            # plus an optional deadline for the whole stream.
-            responses = service.stub.StreamingRecognize(requests, metadata=self.conn.auth.get_auth_metadata(), timeout=timeout_s)
-            for response in responses:
+            for response in self._call:
                 for result in response.results:
                     if not result.alternatives:
                         continue
@@ -390,5 +425,8 @@ class RivaEngine(AsrEngine):
             code = e.code().name if e.code() else "UNKNOWN"
             details = " ".join((e.details() or code).split())
             if code in RivaConnection.RETRYABLE:
-                raise RivaUnavailable(f"{what} failed: {code}: {details}") from None
-            raise AsrUnavailable(describe_refusal(what, code, details)) from None
+                error: AsrUnavailable = RivaUnavailable(f"{self.what} failed: {code}: {details}")
+            else:
+                error = AsrUnavailable(describe_refusal(self.what, code, details))
+            error.grpc_code = code  # type: ignore[attr-defined]
+            raise error from None

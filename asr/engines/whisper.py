@@ -54,6 +54,9 @@ def verified_model_dir(settings: Settings) -> Path:
 @asr_engines.register("whisper")
 class WhisperEngine(AsrEngine):
     name = "whisper"
+    # Every pass encodes a 30 s window, however short the audio (shorter windows make
+    # tiny.en loop and mishear: measured in docs/benchmarks.md), so callers pack work.
+    fixed_window_s = 30.0
 
     def __init__(self, settings: Settings):
         from faster_whisper import WhisperModel

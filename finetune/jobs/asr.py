@@ -97,7 +97,7 @@ def _data_config(model, manifest: Path, batch_size: int, shuffle: bool, max_dura
 
 
 def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: str | None = None,
-                progress: Progress | None = None) -> dict:
+                progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
     progress = progress or SilentProgress()
     require_nemo()
     import lightning.pytorch as pl
@@ -110,6 +110,9 @@ def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: st
     if resume:
         run = RunRecord.load(ws, resume, "asr")
         config = AsrJobConfig.from_dict(run.config)
+        # Where it runs may change between attempts (the results do not depend on it).
+        config.train.threads = threads or config.train.threads
+        config.train.device = device or config.train.device
     elif config is None:
         raise FinetuneError("give a job configuration or --resume RUN")
     dataset = DatasetStore(ws).get(config.dataset)

@@ -74,7 +74,7 @@ def build_joint_model(encoder_dir: Path, n_intents: int, n_slots: int, dropout: 
 
 
 def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None, *, resume: str | None = None,
-                        progress: Progress | None = None) -> dict:
+                        progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
     progress = progress or SilentProgress()
     torch = require_torch()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -88,6 +88,9 @@ def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None
     if resume:
         run = RunRecord.load(ws, resume, "intent-slot")
         config = IntentSlotJobConfig.from_dict(run.config)
+        # Where it runs may change between attempts (the results do not depend on it).
+        config.train.threads = threads or config.train.threads
+        config.train.device = device or config.train.device
     elif config is None:
         raise FinetuneError("give a job configuration or --resume RUN")
     dataset = DatasetStore(ws).get(config.dataset)

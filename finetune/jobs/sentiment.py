@@ -96,7 +96,7 @@ def resolve_init(ws: Workspace, init: str) -> tuple[Path, Path | None, str]:
 
 
 def run_sentiment_job(ws: Workspace, config: SentimentJobConfig | None = None, *, resume: str | None = None,
-                      progress: Progress | None = None) -> dict:
+                      progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
     """Train, export, score and register. Returns the run record (as a dict)."""
     progress = progress or SilentProgress()
     torch = require_torch()
@@ -111,6 +111,9 @@ def run_sentiment_job(ws: Workspace, config: SentimentJobConfig | None = None, *
     if resume:
         run = RunRecord.load(ws, resume, "sentiment")
         config = SentimentJobConfig.from_dict(run.config)
+        # Where it runs may change between attempts (the results do not depend on it).
+        config.train.threads = threads or config.train.threads
+        config.train.device = device or config.train.device
     elif config is None:
         raise FinetuneError("give a job configuration or --resume RUN")
     dataset = DatasetStore(ws).get(config.dataset)

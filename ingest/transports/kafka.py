@@ -157,43 +157,66 @@ class StageConsumer:
             while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline and not self.stop.is_set():
                 time.sleep(0.2)
         backoff = 0.5
+        # A stage with results in flight (a live call's recognizer stream) hands them over
+        # between polls, so it polls more often.
+        pending = getattr(self.stage, "pending", None)
         try:
             while not self.stop.is_set():
-                polled = consumer.poll(timeout_ms=200)
+                polled = consumer.poll(timeout_ms=200 if pending is None else 20)
+                if pending is not None:
+                    self._publish_pending(pending)
                 if not polled:
                     continue
+                # All partitions' records in one stage call: a stage that batches work (the
+                # transcribe stage packs utterances of many calls into one ASR pass) sees
+                # everything that is waiting, not one partition's share.
+                events = []
                 for tp, records in polled.items():
-                    events = []
                     for rec in records:
                         try:
-                            events.append((rec.offset, decode_event(rec.value)))
+                            events.append((tp, rec.offset, decode_event(rec.value)))
                         except Exception as e:  # not our format: dead-letter, keep going
                             key = rec.key.decode(errors="replace") if rec.key else None
-                            events.append((rec.offset, dead_letter(self.stage.name, None,
+                            events.append((tp, rec.offset, dead_letter(self.stage.name, None,
                                            f"undecodable message at {tp.topic}[{tp.partition}]@{rec.offset} (key {key}): {str(e)[:200]}")))
-                    while True:
-                        try:
-                            self._process(tp, events)
-                            backoff = 0.5
-                            break
-                        except TransientError as e:
-                            if self.stop.is_set():
-                                return
-                            log.warning("%s: %s; retrying in %.1f s", self.stage.name, e, backoff)
-                            time.sleep(backoff)
-                            backoff = min(backoff * 2, 30)
+                while True:
+                    try:
+                        self._process(events)
+                        backoff = 0.5
+                        break
+                    except TransientError as e:
+                        if self.stop.is_set():
+                            return
+                        log.warning("%s: %s; retrying in %.1f s", self.stage.name, e, backoff)
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, 30)
+                commits = {}
+                for tp, records in polled.items():
                     commit_at = self._commit_position(tp, records[-1].offset + 1)
                     if commit_at is not None:
-                        consumer.commit({tp: OffsetAndMetadata(commit_at, "", -1)})
+                        commits[tp] = OffsetAndMetadata(commit_at, "", -1)
+                if commits:
+                    consumer.commit(commits)
         finally:
             consumer.close(autocommit=False)
 
-    def _process(self, tp, events: Sequence[tuple[int, EventModel]]) -> None:
+    def _publish_pending(self, pending) -> None:
+        try:
+            ready = pending()
+        except Exception as e:  # noqa: BLE001 - the stage owns its errors; the consumer goes on
+            log.warning("%s: collecting results in flight failed: %s", self.stage.name, e)
+            return
+        if ready:
+            self.publisher.publish(ready)
+            self.publisher.flush()
+
+    def _process(self, events: Sequence[tuple]) -> None:
+        """events: (partition, offset, event) in poll order."""
         from callsense.ingest.events import DeadLetter
 
-        passthrough = [ev for _, ev in events if isinstance(ev, DeadLetter) and "dead-letters" not in self.stage.inputs]
-        work = [ev for _, ev in events if not any(ev is p for p in passthrough)]
-        for off, ev in events:
+        passthrough = [ev for _, _, ev in events if isinstance(ev, DeadLetter) and "dead-letters" not in self.stage.inputs]
+        work = [ev for _, _, ev in events if not any(ev is p for p in passthrough)]
+        for tp, off, ev in events:
             if getattr(ev, "kind", "") == "call_chunk" and (tp, ev.call_id) not in self._first_offset:
                 self._first_offset[(tp, ev.call_id)] = off
         outputs = run_safely(self.stage, work) if work else []

@@ -1,6 +1,5 @@
-"""Fixtures for the Riva tests: one real riva-serve gRPC server for the session (in this
-process, on a free loopback port, stopped through its handle), settings and a
-`riva.client.Auth` pointing at it, and helpers to read the shared test audio."""
+"""Fixtures for the Riva tests: settings and a `riva.client.Auth` pointing at the session's
+riva-serve (`riva_server` in tests/conftest.py), and helpers to read the shared test audio."""
 
 from __future__ import annotations
 
@@ -12,18 +11,6 @@ import numpy as np
 import pytest
 
 from callsense.config import Settings
-
-
-@pytest.fixture(scope="session")
-def riva_server():
-    pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
-    from callsense.asr.riva_server.server import RivaServer
-
-    server = RivaServer(Settings(), host="127.0.0.1", port=0, workers=16).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

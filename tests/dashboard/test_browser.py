@@ -103,7 +103,7 @@ def test_sign_in_and_every_page(seeded, page, tmp_path):
         shot(page, "04-review")
 
         open_page(page, "Models")
-        page.get_by_text("Model runs come with fine-tuning").wait_for()
+        page.get_by_text("No fine-tuning workspace yet.").wait_for()
         no_exceptions(page)
         shot(page, "05-models")
 

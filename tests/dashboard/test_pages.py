@@ -118,7 +118,7 @@ def test_a_reviewer_lands_on_a_page_their_role_allows(seeded, monkeypatch):
     ("call", "maria", "callsense process samples/"),
     ("agents", "maria", "--agent ag-1"),
     ("review", "rita", "callsense process samples/"),
-    ("models", "maria", "Model runs come with fine-tuning"),
+    ("models", "maria", "No fine-tuning workspace yet."),
 ])
 def test_empty_states_say_what_to_do(empty_store, page_key, user, expected):
     at = run_page(empty_store, page_key, user)
@@ -248,9 +248,10 @@ def test_review_queue_skip_moves_on(seeded):
     assert next(t for t in at.text_area if t.key.startswith("review.text.")).key != first
 
 
-def test_models_page_is_a_placeholder_counting_labelled_data(seeded):
+def test_models_page_without_a_fine_tuning_workspace_says_what_to_run(seeded):
     at = run_page(seeded, "models", "maria")
-    assert "Model runs come with fine-tuning" in texts(at)
+    assert "No fine-tuning workspace yet." in texts(at) and "callsense finetune sentiment --dataset REF" in texts(at)
+    assert "Labelled data so far" in [s.value for s in at.subheader]
 
 
 # --------------------------------------------------------------------------- the registry

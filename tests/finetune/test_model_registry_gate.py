@@ -123,58 +123,6 @@ def test_registry_and_reload_on_postgresql(postgres_url, tmp_path):
     assert watcher.refresh(block=True) and watcher.version == base.version and len(loads) == 3
 
 
-def test_models_page_data_lets_only_managers_deploy(workspace, tmp_path):
-    from callsense.dashboard.data import AccessDenied, User
-    from callsense.finetune.models_page import ModelsData
-
-    reg = ModelRegistry(workspace)
-    copy = reg.register("sentiment", shipped_sentiment_dir(), format="onnx-sentiment", metrics={"test_macro_f1": 0.6})
-    reviewer = ModelsData(workspace, User("rev", frozenset({"reviewer"})))
-    manager = ModelsData(workspace, User("boss", frozenset({"manager"})))
-    agent = ModelsData(workspace, User("ann", frozenset({"agent"}), agent_id="a1"))
-    table = reviewer.metrics_table("sentiment")
-    assert [r["status"] for r in table] == ["serving", "candidate"] and table[1]["test_macro_f1"] == 0.6
-    with pytest.raises(AccessDenied):
-        reviewer.promote("sentiment", copy.version)
-    with pytest.raises(AccessDenied):
-        agent.metrics_table("sentiment")
-    with pytest.raises(Exception, match="has no dataset version"):  # a manager may; the gate then wants a holdout
-        manager.promote("sentiment", copy.version)
-    assert reg.events("sentiment")[0]["action"] == "register" and reg.serving("sentiment").version == 1
-
-
-def models_page_script(data_dir: str, username: str, roles: list, click: str | None) -> None:
-    import streamlit as st
-
-    from callsense.config import Settings
-    from callsense.dashboard.data import DashboardData, User
-    from callsense.dashboard.registry import PageContext
-    from callsense.finetune.models_page import models_page
-    from callsense.store.db import make_engine
-
-    settings = Settings(data_dir=data_dir)
-    engine = make_engine(settings.resolved_database_url)
-    user = User(username, frozenset(roles))
-    models_page(PageContext(settings=settings, user=user, data=DashboardData(engine, user), engine=engine))
-    st.session_state["rendered"] = True
-
-
-def test_models_page_shows_versions_and_deploy_controls_to_managers_only(workspace):
-    pytest.importorskip("streamlit")
-    from streamlit.testing.v1 import AppTest
-
-    ModelRegistry(workspace).register("sentiment", shipped_sentiment_dir(), format="onnx-sentiment", notes="a copy")
-    data_dir = str(workspace.settings.data_dir)
-    manager = AppTest.from_function(models_page_script, args=(data_dir, "boss", ["manager"], None), default_timeout=60).run()
-    assert not manager.exception, [e.value for e in manager.exception]
-    assert [s.value for s in manager.subheader][:2] == ["Versions", "Deploy"]
-    assert {b.key for b in manager.button} == {"models.promote", "models.rollback"}
-    manager.button(key="models.rollback").click().run()
-    assert "nothing to roll back" in manager.error[0].value  # v1 is the first that served
-    reviewer = AppTest.from_function(models_page_script, args=(data_dir, "rev", ["reviewer"], None), default_timeout=60).run()
-    assert not reviewer.exception and "Deploy" not in [s.value for s in reviewer.subheader] and not reviewer.button
-
-
 def test_cli_eval_promote_list_rollback(workspace, holdout, meld_dir, tmp_path, monkeypatch):
     from callsense.cli import app
 
