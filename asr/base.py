@@ -47,6 +47,11 @@ class AsrEngine(ABC):
     def transcribe(self, audio: np.ndarray) -> Iterator[RecognizedSegment]:
         ...
 
+    def transcribe_live(self, audio: np.ndarray) -> Iterator[RecognizedSegment]:
+        """A live call's utterances, where a person waits for the result: engines may trade
+        a little accuracy for speed here (Whisper decodes greedily)."""
+        return self.transcribe(audio)
+
 
 class AsrUnavailable(RuntimeError):
     """The engine cannot be used (missing model, bad checksum, server down): one clear line."""

@@ -105,7 +105,8 @@ class UtteranceTranscriber:
                 start = int(round(p.at * TARGET_RATE))
                 packed[start:start + p.audio.size] = p.audio
         words_of = {id(p): [[] for _ in p.batch.utterances] for p in group}
-        for seg in self.engine.transcribe(packed):
+        live = all(p.batch.live_started_at is not None for p in group)
+        for seg in (self.engine.transcribe_live(packed) if live else self.engine.transcribe(packed)):
             words = seg.words or [RecognizedWord(seg.text, seg.start, seg.end, seg.confidence or 1.0)]
             for w in words:
                 mid = (w.start + w.end) / 2

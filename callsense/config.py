@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     whisper_model_sha256: str | None = Field(None, description="Expected sha256 of model.bin; default: the pinned value for the packaged model.")
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = Field(5, ge=1)
+    whisper_live_beam_size: int = Field(
+        1, ge=1, description="Live utterances: greedy decoding halves a packed pass (8 live calls: p50 7.5 s -> 2.8 s) "
+                             "at the same WER on ../shared/data/audio (docs/benchmarks.md).")
     cpu_threads: int = Field(2, ge=1)
 
     # --- sentiment ---

