@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_support import stop_process
 
 pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
 
@@ -215,13 +216,7 @@ def riva_serve_process(pick_ports, tmp_path):
     start.url = f"127.0.0.1:{port}"
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_riva_serve_killed_mid_call_and_restarted_the_call_completes(riva_serve_process, shared_audio, normalize, caplog):

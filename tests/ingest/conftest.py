@@ -3,9 +3,7 @@ session's real Kafka broker, each test in its own topics and store."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -13,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from process_support import stop_process
 
 from callsense.config import Settings
 
@@ -41,14 +40,7 @@ class PipelineEnv:
 
     def stop_all(self) -> None:
         for p in self.procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait(timeout=10)
+            stop_process(p)
 
 
 @pytest.fixture
