@@ -69,6 +69,18 @@ class RunRecord:
         return rec
 
     @classmethod
+    def resume(cls, ws: Workspace, run_ref: str, job: str, config_from_dict, threads: int | None = None,
+               device: str | None = None):
+        """An earlier run of `job` and its job configuration, to go on with. Where it runs may
+        change between attempts (the results do not depend on it): `threads` and `device`
+        override the recorded ones when given."""
+        run = cls.load(ws, run_ref, job)
+        config = config_from_dict(run.config)
+        config.train.threads = threads or config.train.threads
+        config.train.device = device or config.train.device
+        return run, config
+
+    @classmethod
     def load(cls, ws: Workspace, run_ref: str, job: str) -> "RunRecord":
         """An earlier run of `job` to resume: by id, or `last` (the newest unfinished one)."""
         if run_ref == "last":

@@ -108,11 +108,7 @@ def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: st
     from callsense.finetune.jobs.trainer import pick_device
 
     if resume:
-        run = RunRecord.load(ws, resume, "asr")
-        config = AsrJobConfig.from_dict(run.config)
-        # Where it runs may change between attempts (the results do not depend on it).
-        config.train.threads = threads or config.train.threads
-        config.train.device = device or config.train.device
+        run, config = RunRecord.resume(ws, resume, "asr", AsrJobConfig.from_dict, threads, device)
     elif config is None:
         raise FinetuneError("give a job configuration or --resume RUN")
     dataset = DatasetStore(ws).get(config.dataset)

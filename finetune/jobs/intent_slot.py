@@ -86,11 +86,7 @@ def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None
     from callsense.finetune.metrics import BootstrapOptions
 
     if resume:
-        run = RunRecord.load(ws, resume, "intent-slot")
-        config = IntentSlotJobConfig.from_dict(run.config)
-        # Where it runs may change between attempts (the results do not depend on it).
-        config.train.threads = threads or config.train.threads
-        config.train.device = device or config.train.device
+        run, config = RunRecord.resume(ws, resume, "intent-slot", IntentSlotJobConfig.from_dict, threads, device)
     elif config is None:
         raise FinetuneError("give a job configuration or --resume RUN")
     dataset = DatasetStore(ws).get(config.dataset)

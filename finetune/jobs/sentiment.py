@@ -109,11 +109,7 @@ def run_sentiment_job(ws: Workspace, config: SentimentJobConfig | None = None, *
     from callsense.nlp.sentiment import build_model
 
     if resume:
-        run = RunRecord.load(ws, resume, "sentiment")
-        config = SentimentJobConfig.from_dict(run.config)
-        # Where it runs may change between attempts (the results do not depend on it).
-        config.train.threads = threads or config.train.threads
-        config.train.device = device or config.train.device
+        run, config = RunRecord.resume(ws, resume, "sentiment", SentimentJobConfig.from_dict, threads, device)
     elif config is None:
         raise FinetuneError("give a job configuration or --resume RUN")
     dataset = DatasetStore(ws).get(config.dataset)
