@@ -37,15 +37,14 @@ def utterance_sentences(words: Sequence[RecognizedWord]) -> list[Sentence]:
     ]
 
 
+def _distance(lo: float, hi: float, t: float) -> float:
+    """How far time t lies outside [lo, hi] (0 inside)."""
+    return 0.0 if lo <= t <= hi else min(abs(t - lo), abs(t - hi))
+
+
 def _owner(spans: Sequence[UtteranceSpan], t: float) -> int:
-    """Index into spans of the utterance that holds time t of the packed audio."""
-    best, best_d = 0, float("inf")
-    for i, u in enumerate(spans):
-        lo, hi = u.offset, u.offset + (u.end - u.start)
-        d = 0.0 if lo <= t <= hi else min(abs(t - lo), abs(t - hi))
-        if d < best_d:
-            best, best_d = i, d
-    return best
+    """Index into spans of the utterance that holds time t of the packed audio (the nearest one)."""
+    return min(range(len(spans)), key=lambda i: _distance(spans[i].offset, spans[i].offset + spans[i].end - spans[i].start, t))
 
 
 @dataclass
@@ -129,7 +128,7 @@ class UtteranceTranscriber:
 
     @staticmethod
     def _place_of(group: list[_Placed], t: float) -> _Placed | None:
-        dist = [0.0 if p.at <= t <= p.end else min(abs(t - p.at), abs(t - p.end)) for p in group]
+        dist = [_distance(p.at, p.end, t) for p in group]
         best = min(range(len(group)), key=dist.__getitem__)
         # Word times drift a little past the audio they came from; more than that is the gap.
         if len(group) > 1 and dist[best] > 0.3 * BETWEEN_BATCHES_S:
