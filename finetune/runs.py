@@ -126,7 +126,7 @@ class RunRecord:
         return {"id": self.id, "job": self.job, "status": self.status, "config": self.config,
                 "dataset_version": self.dataset_version, "code_version": code_version(), "hardware": hardware(),
                 "started_at": self.started_at, "started_at_utc": utc_iso(self.started_at), "resumed": self.resumed,
-                "epochs": self.epochs, "metrics": self.metrics, "artifacts": self.artifacts, "wall_s": round(self.wall_s, 1),
+                "epochs": self.epochs, "metrics": self.metrics, "artifacts": self.artifacts, "wall_s": round(self.wall_s, 3),
                 "folder": str(self.folder)}
 
     def save(self, finished: bool = False, error: str | None = None) -> None:
