@@ -9,8 +9,8 @@ from typing import Iterator
 
 import numpy as np
 
-from callsense.config import Settings
-from callsense.registry import Registry
+from callsense.core.settings import Settings
+from callsense.core.registry import Registry
 
 
 @dataclass
@@ -63,6 +63,7 @@ asr_engines: Registry[AsrEngine] = Registry(
         "whisper": "callsense.asr.engines.whisper",
         "riva": "callsense.asr.engines.riva",
         "nemo": "callsense.asr.engines.nemo",
+        "moonshine": "callsense.asr.engines.moonshine",
     },
 )
 

@@ -23,7 +23,6 @@ from sqlalchemy import insert  # noqa: E402
 
 from callsense.dashboard.data import DashboardData, User  # noqa: E402
 from callsense.store.db import make_engine  # noqa: E402
-from callsense.store.review import ensure_dashboard_indexes  # noqa: E402
 from callsense.store.schema import Call, Sentence  # noqa: E402
 
 LABELS = ("negative", "neutral", "positive")
@@ -73,7 +72,6 @@ def fill(engine, n_sentences: int, n_agents: int, now: float, seed: int = 1) -> 
 
 def run(url: str, n_sentences: int, n_agents: int, repeat: int) -> dict[str, float]:
     engine = make_engine(url)
-    ensure_dashboard_indexes(engine)
     now = time.time()
     t = time.perf_counter()
     written = fill(engine, n_sentences, n_agents, now)

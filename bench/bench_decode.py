@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from _common import SHARED_AUDIO, median_ms  # noqa: E402
 
-from callsense.ingest.convert import decode_audio  # noqa: E402
+from callsense.audio.decode import decode_audio
 
 
 def main() -> None:

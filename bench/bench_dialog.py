@@ -35,7 +35,7 @@ CONVERSATIONS = [
 
 
 def run(backend_name: str, nlu, url: str, turns: int, sessions: int) -> dict:
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
     from callsense.dialog.assistant import Assistant
     from callsense.store.db import make_engine
 
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = parser.parse_args()
 
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
     from callsense.dialog.nlu.base import create_nlu
     from callsense.dialog.nlu.keywords import KeywordNlu
 

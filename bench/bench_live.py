@@ -30,7 +30,7 @@ from pathlib import Path
 
 from _common import REPO, percentile
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.ingest.broker.local import LocalKafka, default_jar_cache, fetch_jars
 from callsense.ingest.sources import live_chunks
 from callsense.ingest.transports.kafka import KafkaPublisher, ensure_topics

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from _common import REPO, SHARED_AUDIO
 
-from callsense.config import Settings
-from callsense.ingest.convert import collapse_dual_mono, decode_audio
+from callsense.core.settings import Settings
+from callsense.audio.decode import collapse_dual_mono, decode_audio
 from callsense.ingest.pipeline import PipelineResources, build_stage
 from callsense.ingest.sources import expand_inputs, recorded_call
 from callsense.ingest.stage import STAGE_ORDER

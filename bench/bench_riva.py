@@ -31,8 +31,8 @@ import jiwer
 import numpy as np
 from _common import SHARED_AUDIO, percentile
 
-from callsense.config import Settings
-from callsense.ingest.convert import decode_audio
+from callsense.core.settings import Settings
+from callsense.audio.decode import decode_audio
 
 CHUNK = 1600  # 100 ms at 16 kHz
 
@@ -93,10 +93,10 @@ def streaming(name: str, run_stream, data, realtime: bool) -> dict:
 
 
 def embedded_stream_runner(settings: Settings):
-    from callsense.asr.riva_server.recognizer import EmbeddedRecognizer, RecognizeOptions
-    from callsense.asr.riva_server.streaming import ChannelStream
-    from callsense.ingest.segment import endpointer_options
-    from callsense.ingest.vad import SileroModel
+    from callsense.serve.riva.recognizer import EmbeddedRecognizer, RecognizeOptions
+    from callsense.serve.riva.streaming import ChannelStream
+    from callsense.ingest.stages.segment import endpointer_options
+    from callsense.audio.vad import SileroModel
 
     recognizer, vad = EmbeddedRecognizer(settings), SileroModel()
     opts = RecognizeOptions(automatic_punctuation=True, word_time_offsets=True)
@@ -126,7 +126,7 @@ def main() -> None:
     refs = [r for _, _, r in data]
     server = None
     if args.url is None:
-        from callsense.asr.riva_server.server import RivaServer
+        from callsense.serve.riva.server import RivaServer
 
         server = RivaServer(Settings(), host="127.0.0.1", port=0).start()
     url = args.url or server.address

@@ -11,7 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-from callsense.ingest.events import CallOpened, CallSegmented, ScoredUtterance, Sentence, SentenceSentiment
+from callsense.ingest.results import result_rows
+from callsense.core.events import CallOpened, CallSegmented, ScoredUtterance, Sentence, SentenceSentiment
 from callsense.store.db import make_engine
 from callsense.store.repository import ResultStore
 
@@ -37,7 +38,7 @@ def run(url: str, rows: int, batch: int) -> float:
               CallSegmented(call_id=call_id, utterances_per_channel={0: n_utts // 2, 1: n_utts - n_utts // 2}, duration_s=1)]
     t = time.perf_counter()
     for i in range(0, len(events), batch):
-        store.apply(events[i:i + batch])
+        store.apply(result_rows(events[i:i + batch]))
     took = time.perf_counter() - t
     return (n_utts * (per_utt + 1)) / took
 

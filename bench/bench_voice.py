@@ -60,7 +60,7 @@ def spoken_turns(tts, count: int) -> list[tuple[int, str, bytes, float]]:
 
 
 def run(turns: int, nlu_name: str, url: str) -> dict:
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
     from callsense.dialog.assistant import Assistant, build_nlu
     from callsense.dialog.voice import VoiceAssistant
     from callsense.store.db import make_engine

@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import streamlit as st
 
-from callsense.config import Settings
-from callsense.dashboard.auth import UserDirectory, UsersFileError, users_file
+from callsense.core.settings import Settings
+from callsense.dashboard.auth import SignInLimiter, UserDirectory, UsersFileError, users_file
 from callsense.dashboard.data import DashboardData, User
 from callsense.dashboard.registry import PageContext, PageSpec, home_page, load_pages, pages_for
 from callsense.store.db import describe_url, make_engine
-from callsense.store.review import ensure_dashboard_indexes
 
 USER_KEY = "callsense.user"
 
 
 @st.cache_resource(show_spinner=False)
 def store_engine(url: str):
-    engine = make_engine(url)
-    ensure_dashboard_indexes(engine)
-    return engine
+    return make_engine(url)
+
+
+@st.cache_resource(show_spinner=False)
+def sign_in_limiter() -> SignInLimiter:
+    return SignInLimiter()
+
+
+def _client_address() -> str | None:
+    try:
+        return st.context.ip_address
+    except AttributeError:  # older Streamlit
+        return None
 
 
 def sign_in_form(directory: UserDirectory, settings: Settings) -> None:
@@ -45,14 +54,22 @@ def sign_in_form(directory: UserDirectory, settings: Settings) -> None:
             password = st.text_input("Password", type="password", key="sign-in-password", autocomplete="current-password")
             submitted = st.form_submit_button("Sign in", type="primary", width="stretch")
         if submitted:
+            limiter, address = sign_in_limiter(), _client_address()
+            wait = limiter.locked_for(username, address)
+            if wait > 0:
+                st.error(f"Too many failed sign-ins. Try again in {max(1, round(wait / 60))} minute(s), "
+                         "or ask a manager to reset the password (`callsense dashboard add-user --replace`).")
+                return
             try:
                 user = directory.authenticate(username, password)
             except UsersFileError as e:
                 st.error(f"The users file is not valid: {e}")
                 return
             if user is None:
+                limiter.failed(username, address)
                 st.error("Wrong user name or password.")
                 return
+            limiter.succeeded(username)
             st.session_state[USER_KEY] = user
             st.rerun()
 

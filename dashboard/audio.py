@@ -12,7 +12,6 @@ Recordings that travelled inline (small files) and live calls have no copy to fi
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import time
@@ -23,9 +22,9 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from callsense.config import Settings
-from callsense.ingest.blobs import BlobStore
-from callsense.ingest.events import AudioRef
+from callsense.core.settings import Settings
+from callsense.store.blobs import BlobStore
+from callsense.core.events import AudioRef
 from callsense.store.review import CallAudio
 from callsense.store.schema import Call
 
@@ -83,7 +82,7 @@ def attach_audio(engine: Engine, settings: Settings, call_id: str, path: Path, b
 def split_channels(data: bytes, n_channels: int | None = None, decoder: str = "pyav") -> list[np.ndarray]:
     """Decode to 16 kHz float32, one array per channel. A call stored as one channel whose
     file has two alike channels (dual mono) gives one mixed track."""
-    from callsense.ingest.convert import decode_audio
+    from callsense.audio.decode import decode_audio
 
     decoded = decode_audio(data, decoder)
     chans = decoded.channels
@@ -117,6 +116,3 @@ def channel_tracks(data: bytes, n_channels: int | None = None) -> list[bytes]:
     """The recording as one MP3 per channel."""
     return [encode_mp3(c) for c in split_channels(data, n_channels)]
 
-
-def content_id(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -19,6 +19,7 @@ too. A user in both places: the database entry wins.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dashboard.data import User
 from callsense.store.review import ROLES, DashboardUser
 
@@ -111,6 +112,56 @@ def load_users_file(path: Path) -> dict[str, tuple[User, str]]:
         out[str(username)] = (User(username=str(username), roles=roles, name=str(entry.get("name") or ""),
                                    agent_id=agent_id), hashed)
     return out
+
+
+class SignInLimiter:
+    """Failed sign-ins per user name and per client address in a sliding window: past the
+    limit, that user (or address) is locked out until the oldest failure leaves the window.
+    One per dashboard process (the app keeps it as a cached resource); bcrypt's cost already
+    slows guessing, this stops it."""
+
+    def __init__(self, *, per_user: int = 5, per_address: int = 20, window_s: float = 900.0, clock=time.monotonic):
+        self.per_user, self.per_address, self.window_s, self._clock = per_user, per_address, window_s, clock
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, address: str | None) -> list[tuple[tuple[str, str], int]]:
+        keys = [(("user", username.strip().lower()), self.per_user)]
+        if address:  # unknown addresses are not one shared address
+            keys.append((("addr", address), self.per_address))
+        return keys
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def locked_for(self, username: str, address: str | None) -> float:
+        """Seconds until a sign-in may be tried again (0: now)."""
+        now = self._clock()
+        waits = []
+        with self._lock:
+            for key, limit in self._keys(username, address):
+                times = self._recent(key, now)
+                if len(times) >= limit:
+                    waits.append(times[-limit] + self.window_s - now)
+        return max(waits, default=0.0)
+
+    def failed(self, username: str, address: str | None) -> None:
+        now = self._clock()
+        with self._lock:
+            for key, _ in self._keys(username, address):
+                self._failures.setdefault(key, []).append(now)
+                if len(self._failures) > 100_000:  # bounded: forget the stalest keys first
+                    for stale in sorted(self._failures, key=lambda k: self._failures[k][-1])[:50_000]:
+                        del self._failures[stale]
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", username.strip().lower()), None)
 
 
 class UserDirectory:

@@ -42,7 +42,7 @@ def _require_extra() -> None:
 
 
 def _settings(database_url: Optional[str] = None):
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
 
     return Settings(**({"database_url": database_url} if database_url else {}))
 
@@ -120,7 +120,7 @@ def serve(
         if proc.poll() is None:
             proc.terminate()
 
-    signal.signal(signal.SIGTERM, stop)
+    previous_sigterm = signal.signal(signal.SIGTERM, stop)
     shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host
     url = f"http://{shown}:{port}"
     try:
@@ -133,6 +133,8 @@ def serve(
     except KeyboardInterrupt:
         stop()
         code = proc.wait(timeout=20)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)  # the caller's handler again (run in-process)
     raise typer.Exit(0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code)
 
 

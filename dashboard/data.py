@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from callsense.dashboard.analytics import LABELS, Streak, TalkStats, negative_streak, talk_stats
-from callsense.store.review import LabelReview
+from callsense.store.review import LabelledSentence, LabelReview, labelled_sentences  # noqa: F401  (labelled_sentences: the pages' import)
 from callsense.store.schema import Call, Sentence, Utterance
 
 DAY = 86400.0
@@ -125,26 +125,6 @@ class ReviewItem:
         return SentenceKey.of(self.sentence)
 
 
-@dataclass(frozen=True)
-class LabelledSentence:
-    """A reviewed sentence with its final label: one training example."""
-
-    call_id: str
-    channel: int
-    utterance_idx: int
-    idx: int
-    speaker: str
-    text: str
-    label: str
-    original_text: str
-    original_label: str
-    original_confidence: float
-    sentiment_model: str
-    action: str  # accepted | corrected
-    reviewer: str
-    reviewed_at: float
-
-
 def _empty_counts() -> dict[str, int]:
     return {label: 0 for label in LABELS}
 
@@ -206,10 +186,6 @@ class DashboardData:
             q = q.where(Call.started_at >= since)
         with Session(self.engine) as s:
             return list(s.exec(q).scalars())
-
-    def count_calls(self) -> int:
-        with Session(self.engine) as s:
-            return s.exec(select(func.count()).select_from(Call).where(self._call_scope(Call.agent_id))).scalar_one()
 
     def sentences(self, call_id: str, *, after_id: int | None = None) -> list[Sentence]:
         if self.call(call_id) is None:
@@ -477,26 +453,3 @@ class DashboardData:
             q = q.where(LabelReview.reviewer == self.user.username)
         with Session(self.engine) as s:
             return list(s.exec(q).scalars())
-
-
-def labelled_sentences(engine: Engine, *, since: float | None = None, corrected_only: bool = False,
-                       speaker: str | None = None) -> list[LabelledSentence]:
-    """Reviewed sentences with their final label and text (the latest review of each wins),
-    oldest review first: the labelled data the fine-tuning jobs train and evaluate on."""
-    latest = (select(func.max(LabelReview.id))
-              .group_by(LabelReview.call_id, LabelReview.channel, LabelReview.utterance_idx, LabelReview.idx))
-    q = select(LabelReview).where(LabelReview.id.in_(latest)).order_by(LabelReview.reviewed_at, LabelReview.id)
-    if since is not None:
-        q = q.where(LabelReview.reviewed_at >= since)
-    if corrected_only:
-        q = q.where(LabelReview.action == "corrected")
-    if speaker:
-        q = q.where(LabelReview.speaker == speaker)
-    with Session(engine) as s:
-        rows = list(s.exec(q).scalars())
-    return [LabelledSentence(call_id=r.call_id, channel=r.channel, utterance_idx=r.utterance_idx, idx=r.idx,
-                             speaker=r.speaker, text=r.text, label=r.sentiment, original_text=r.original_text,
-                             original_label=r.original_sentiment, original_confidence=r.original_confidence,
-                             sentiment_model=r.sentiment_model, action=r.action, reviewer=r.reviewer,
-                             reviewed_at=r.reviewed_at) for r in rows]
-

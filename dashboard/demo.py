@@ -10,7 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from callsense.ingest.events import CallOpened, CallSegmented, EventModel, ScoredUtterance, Sentence, SentenceSentiment
+from callsense.ingest.results import result_rows
+from callsense.core.events import CallOpened, CallSegmented, EventModel, ScoredUtterance, Sentence, SentenceSentiment
 
 # (speaker, text, sentiment) turns; a customer's sentiment may be re-drawn per agent.
 SCRIPTS: dict[str, list[tuple[str, str, str]]] = {
@@ -137,10 +138,10 @@ def seed_history(store, *, days: int = 60, calls_per_day: float = 3.0, agents: d
                                          rng=rng))
                 ids.append(call_id)
                 if len(batch) > 400:
-                    store.apply(batch)
+                    store.apply(result_rows(batch))
                     batch = []
     if batch:
-        store.apply(batch)
+        store.apply(result_rows(batch))
     return ids
 
 
@@ -154,7 +155,7 @@ def play_live_call(store, call_id: str, script: str = "billing", *, agent_id: st
     started = time.time()
     opened, *utterances, segmented = call_events(call_id, turns, agent_id=agent_id, started_at=started, mode="live",
                                                  source_name=source_name or f"{script} (live)", rng=rng)
-    store.apply([opened])
+    store.apply(result_rows([opened]))
     for ev in utterances:
         due = started + ev.end / speed
         delay = due - time.time()
@@ -163,6 +164,6 @@ def play_live_call(store, call_id: str, script: str = "billing", *, agent_id: st
                 return
             if stop is None:
                 time.sleep(delay)
-        store.apply([ev])
+        store.apply(result_rows([ev]))
         yield ev
-    store.apply([segmented])
+    store.apply(result_rows([segmented]))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dashboard.data import AccessDenied, User
 from callsense.finetune.datasets import DatasetStore
 from callsense.finetune.promotion import GateDecision, run_gate

@@ -17,7 +17,7 @@ PLAY_KEY = "call.play"  # (call_id, channel, start, nonce)
 
 def _label(call: Call) -> str:
     status = "" if call.status == "done" else f" · {call.status}"
-    return f"{ui.when(call.started_at)} · {call.source_name or call.id} · agent {call.agent_id or '-'}{status}"
+    return f"{ui.when(call.started_at)} · {ui.plain(call.source_name or call.id)} · agent {ui.plain(call.agent_id or '-')}{status}"
 
 
 @page("call", title="Call", icon=":material/call:", order=20)
@@ -64,12 +64,11 @@ def render_call(ctx: PageContext, call: Call) -> None:
     corrections = ctx.data.corrections(call.id)
     streak = ctx.data.streak(sentences)
 
-    title = call.source_name or call.id
-    st.title(title)
-    st.caption(f"`{call.id}` · {call.mode} · agent **{call.agent_id or '-'}** · started {ui.when(call.started_at)} · "
+    st.title(ui.plain(call.source_name or call.id))
+    st.caption(f"`{call.id}` · {call.mode} · agent **{ui.plain(call.agent_id or '-')}** · started {ui.when(call.started_at)} · "
                f"status {call.status}" + (f" · reviewed sentences: {len(corrections)}" if corrections else ""))
     if call.status == "failed":
-        st.error(f"This call failed: {call.error or 'see `callsense dead-letters`'}")
+        st.error(f"This call failed: {ui.plain(call.error) if call.error else 'see `callsense dead-letters`'}")
     elif call.status == "processing":
         st.info("This call is still being processed; what is stored so far is shown." +
                 (" Watch it on the Live page." if call.mode == "live" else ""))

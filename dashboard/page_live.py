@@ -51,7 +51,7 @@ def live_board(ctx: PageContext) -> None:
         if ended:
             st.subheader("Recently ended")
             for call in ended:
-                if st.button(f"{ui.when(call.started_at)} · {call.source_name} · agent {call.agent_id or '-'}",
+                if st.button(f"{ui.when(call.started_at)} · {ui.plain(call.source_name)} · agent {ui.plain(call.agent_id or '-')}",
                              key=f"ended-{call.id}", icon=":material/open_in_new:", type="tertiary"):
                     ctx.goto("call", **{"call.selected": call.id})
         return
@@ -106,8 +106,8 @@ def live_call_panel(ctx: PageContext, call_id: str) -> None:
     with st.container(border=True, key=f"live-call-{call_id}"):
         head, flag = st.columns([3, 2], vertical_alignment="center")
         ended = call.status != "processing"
-        head.markdown(f"#### {call.source_name or call.id}\n"
-                      f"agent **{call.agent_id or '-'}** · started {ui.when(call.started_at)} · "
+        head.markdown(f"#### {ui.plain(call.source_name or call.id)}\n"
+                      f"agent **{ui.plain(call.agent_id or '-')}** · started {ui.when(call.started_at)} · "
                       f"{'ended' if ended else 'running ' + _elapsed(call, time.time())} · {len(sentences)} sentences")
         if streak.flagged:
             flag.html(f'<div class="cs-flag">⚠ {streak.longest} negative customer sentences in a row'

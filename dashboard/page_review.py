@@ -56,7 +56,7 @@ def review_card(ctx: PageContext, item: ReviewItem) -> None:
     s = item.sentence
     call = ctx.data.call(s.call_id)
     with st.container(border=True, key="review-card"):
-        st.caption(f"Call **{call.source_name if call else s.call_id}** · agent {s.agent_id or '-'} · "
+        st.caption(f"Call **{ui.plain(call.source_name if call else s.call_id)}** · agent {ui.plain(s.agent_id or '-')} · "
                    f"{s.speaker} at {ui.clock(s.start)} · model `{s.sentiment_model or '?'}`")
         st.html(ui.transcript_html([c for c in item.context if c.id != s.id and c.start < s.start]))
         fg, bg, border = ui.SENTIMENT_COLORS[s.sentiment]
@@ -99,7 +99,8 @@ def _snippet(ctx: PageContext, call, s) -> None:
         return
     try:
         tracks = ui.call_tracks(str(ctx.settings.resolved_blob_dir), source.blob, call.channels)
-    except Exception:
+    except Exception as e:  # noqa: BLE001 - a review goes on without audio, but says why
+        st.caption(f"The recording cannot be played here: {e}")
         return
     if s.channel < len(tracks):
         st.audio(tracks[s.channel], format="audio/mpeg", start_time=max(0.0, s.start - 0.2), end_time=s.end + 0.3)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from sqlalchemy.engine import Engine
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dashboard.data import DashboardData, User
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import time
 from typing import Iterable, Sequence
 
@@ -39,6 +40,15 @@ TRANSCRIPT_CSS = """
            padding: .25rem .55rem; font-size: .85rem; display: inline-block; }
 </style>
 """
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def plain(text: str | None) -> str:
+    """Text from a user, a file name or a transcript, escaped for Streamlit's Markdown
+    (titles, captions, button labels): shown as typed, never as a link, image or directive."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text or "").split()))
 
 
 def clock(seconds: float | None) -> str:

@@ -16,12 +16,12 @@ from typing import Callable
 
 from sqlalchemy.engine import Engine
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.engine import DialogEngine, Message, Reply
 from callsense.dialog.flows import RETAIL_ASSISTANT_DIR, FlowSet, load_flows
 from callsense.dialog.fulfillment.base import FulfillmentResources
 from callsense.dialog.nlu.base import NluBackend, NluUnavailable, create_nlu
-from callsense.registry import UnknownBackend
+from callsense.core.registry import UnknownBackend
 
 log = logging.getLogger("callsense.dialog")
 

@@ -19,7 +19,7 @@ dialog_app = typer.Typer(help="The retail assistant: validate and test flows, ex
 
 
 def _settings(**overrides):
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
 
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -58,6 +58,42 @@ def validate(
                       f"main flow '{f.main.name}' starts at '{f.start_state}'.")
     console.print(f"{errors} error(s), {warnings} warning(s) in {target}")
     if errors or (strict and warnings):
+        raise typer.Exit(1)
+
+
+@dialog_app.command("graph")
+def graph(
+    path: Optional[Path] = typer.Argument(None, help="A flow folder or file (default: CALLSENSE_DIALOG_FLOWS_DIR or "
+                                                     "the shipped retail assistant)."),
+    out: Path = typer.Option(Path("."), help="Folder for flows.mmd, flows.dot (and flows.svg)."),
+    name: str = typer.Option("flows", help="File name (without extension) of the drawings."),
+    svg: bool = typer.Option(True, help="Also render flows.svg with Graphviz's `dot` when it is installed."),
+):
+    """Draw the flows as Mermaid and Graphviz DOT (and SVG with `dot`): every state, grouped by
+    flow, every transition and intent route; unreachable states marked."""
+    from callsense.dialog.assistant import flows_dir
+    from callsense.dialog.flows import load_flows
+    from callsense.dialog.flows.graph import build_graph, dot_binary, write_graph
+
+    target = path or flows_dir(_settings())
+    result = load_flows(target)
+    _print_issues(result.errors, show_warnings=False)
+    if result.flows is None:
+        _fail(f"{target}: no flows to draw")
+    try:
+        written = write_graph(result.flows, out, name=name, svg=svg)
+    except (OSError, RuntimeError) as e:
+        _fail(f"cannot write the drawings: {e}")
+    g = build_graph(result.flows)
+    for kind, file in written.items():
+        console.print(f"wrote {escape(str(file))} ({kind})")
+    if svg and "svg" not in written:
+        console.print("[dim]no SVG: Graphviz's `dot` is not installed (apt-get install graphviz); "
+                      "the .mmd renders on GitHub and in the Mermaid live editor[/]" if dot_binary() is None else "")
+    unreachable = sorted(g.unreachable)
+    console.print(f"{len(g.states)} states, {len(g.edges)} arrows, {len(unreachable)} unreachable"
+                  + (f": {', '.join(unreachable)}" if unreachable else ""))
+    if result.errors:
         raise typer.Exit(1)
 
 

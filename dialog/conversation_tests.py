@@ -16,6 +16,8 @@ conversations:
         slots: {location: los angeles}    # the NLU found at least these slots
         context: {location: los angeles}  # the context holds these (null: the key is absent)
         visits: [weather_lookup]          # states passed during the turn
+      - user: and in Seattle?
+        follow_up: weather.weather        # taken as a follow-up of that question (true/false: whether)
       - user: will it rain tomorrow?
         nlu: down                         # the NLU service fails on this turn
         bot: not answering
@@ -36,13 +38,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.engine import Reply
 from callsense.dialog.flows import RETAIL_ASSISTANT_DIR
 from callsense.dialog.flows.marked_yaml import MarkedDict, MarkedList, MarkedYamlError, load_marked
 from callsense.dialog.nlu.base import NluBackend, NluResult, NluUnavailable
 
-STEP_KEYS = {"user", "bot", "state", "intent", "slots", "context", "visits", "nlu", "asr_confidence"}
+STEP_KEYS = {"user", "bot", "state", "intent", "slots", "context", "visits", "nlu", "asr_confidence", "follow_up"}
 
 
 class ConversationFileError(ValueError):
@@ -229,6 +231,14 @@ class ConversationRunner:
                 problems.append(f"no context key {key!r}, got {got!r}")
             elif want is not None and str(got).lower() != str(want).lower():
                 problems.append(f"context {key}={want!r}, got {got!r}")
+        if "follow_up" in step:
+            want = step["follow_up"]
+            if isinstance(want, bool) or want is None:
+                if bool(reply.follow_up) != bool(want):
+                    problems.append(f"{'a' if want else 'no'} follow-up, got "
+                                    f"{'a follow-up of ' + repr(reply.follow_up) if reply.follow_up else 'none'}")
+            elif reply.follow_up != str(want):
+                problems.append(f"a follow-up of {str(want)!r}, got {reply.follow_up!r}")
         for state in step.get("visits") or []:
             if str(state) not in reply.visited:
                 problems.append(f"a visit to state {state!r}, visited {reply.visited}")

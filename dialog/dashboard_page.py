@@ -5,6 +5,9 @@ recording goes through the ASR engine and its transcript becomes the user's turn
 are spoken through the TTS engine (`st.audio(..., autoplay=True)`) unless "Mute replies"
 is on. One conversation per browser session; "New conversation" starts another (the old
 one's turns stay in the archive, like every turn, voice ones with their ASR confidence).
+"Conversation flows" draws the flows the assistant runs (`callsense dialog graph`): the
+SVG when Graphviz's `dot` is installed, else the DOT drawn in the browser, and the Mermaid
+and DOT sources to copy.
 The engines follow the settings: CALLSENSE_ASR_ENGINE / CALLSENSE_TTS_ENGINE = riva and
 CALLSENSE_RIVA_URL talk to a Riva server instead of the embedded Whisper and espeak-ng.
 """
@@ -12,6 +15,7 @@ CALLSENSE_RIVA_URL talk to a Riva server instead of the embedded Whisper and esp
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -89,6 +93,8 @@ def assistant_page(ctx: PageContext) -> None:
             state[HISTORY_KEY] = []
     history: list[Entry] = state[HISTORY_KEY]
     session_id = state[SESSION_KEY]
+    with st.expander("Conversation flows", icon=":material/account_tree:"):
+        show_flow_graph(voice.assistant.flows)
 
     transcript = st.container(key="assistant-transcript")
     with transcript:
@@ -106,6 +112,43 @@ def assistant_page(ctx: PageContext) -> None:
         elif recording is not None and recording.file_id not in handled:
             handled.add(recording.file_id)
             converse(voice, session_id, history, muted=muted, audio=recording.getvalue())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def flow_drawings(_flows, key: str) -> tuple[str, str, str | None]:
+    """(Mermaid, DOT, SVG or None) of the flows; `key` names them for the cache."""
+    from callsense.dialog.flows.graph import to_dot, to_mermaid, to_svg
+
+    dot = to_dot(_flows)
+    try:
+        svg = to_svg(dot)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired):
+        svg = None
+    return to_mermaid(_flows), dot, svg.decode("utf-8") if svg else None
+
+
+def show_flow_graph(flows) -> None:
+    from callsense.dialog.flows.graph import build_graph
+
+    key = "|".join(f"{f.file}:{len(f.state_names)}" for f in flows.flows.values()) + f"|{len(flows.states)}"
+    mermaid, dot, svg = flow_drawings(flows, key)
+    g = build_graph(flows)
+    unreachable = sorted(g.unreachable)
+    st.caption(f"{len(flows.flows)} flows, {len(flows.states)} states, {len(g.edges)} arrows; "
+               + (f"unreachable (dashed red): {', '.join(unreachable)}" if unreachable else "every state is reachable")
+               + ". The same drawings: `callsense dialog graph`.")
+    drawing, mermaid_tab, dot_tab = st.tabs(["Graph", "Mermaid", "Graphviz DOT"])
+    with drawing:
+        if svg is not None:
+            st.image(svg)
+        else:
+            st.graphviz_chart(dot)
+    with mermaid_tab:
+        st.code(mermaid, language="text")
+        st.download_button("Download flows.mmd", mermaid, file_name="flows.mmd", key="assistant.flows.mmd")
+    with dot_tab:
+        st.code(dot, language="dot")
+        st.download_button("Download flows.dot", dot, file_name="flows.dot", key="assistant.flows.dot")
 
 
 def converse(voice: VoiceAssistant, session_id: str, history: list[Entry], *, muted: bool, **what) -> None:

@@ -24,6 +24,7 @@ reply as text, with `VoiceTurn.speech_error` saying why.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ from typing import IO, Iterator, Union
 import numpy as np
 
 from callsense.asr.tts.base import SynthesizedAudio
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.assistant import Assistant
 from callsense.dialog.engine import Message, Reply
 
@@ -52,6 +53,8 @@ MAX_PAUSE_S = 2.0
 REPEAT_PLEASE = "Sorry, I didn't hear anything. Could you say that again?"
 
 AudioIn = Union[bytes, bytearray, np.ndarray, str, Path, IO[bytes]]
+
+log = logging.getLogger("callsense.dialog.voice")
 
 
 class VoiceInputError(ValueError):
@@ -131,8 +134,8 @@ def read_audio_bytes(audio: AudioIn) -> bytes:
 def decode_speech(audio: AudioIn, decoder: str = "pyav") -> np.ndarray:
     """Any recording -> 16 kHz mono float32. Arrays are taken as 16 kHz already
     (float in [-1, 1] or int16; (channels, samples) are mixed down)."""
-    from callsense.ingest.convert import decode_audio
-    from callsense.ingest.errors import BadInput
+    from callsense.audio.decode import decode_audio
+    from callsense.core.errors import BadInput
 
     if isinstance(audio, np.ndarray):
         samples = audio
@@ -194,7 +197,7 @@ class VoiceAssistant:
     def _load(self, what: str, setting: str):
         from callsense.asr.base import AsrUnavailable, create_asr_engine
         from callsense.asr.tts.base import TtsUnavailable, create_tts_engine
-        from callsense.registry import UnknownBackend
+        from callsense.core.registry import UnknownBackend
 
         name = getattr(self.settings, setting)
         create = create_asr_engine if setting == "asr_engine" else create_tts_engine
@@ -211,7 +214,7 @@ class VoiceAssistant:
         through every temperature and takes far longer than on speech)."""
         from callsense.asr.base import AsrUnavailable
         from callsense.asr.tts.base import TtsUnavailable
-        from callsense.ingest.errors import TransientError
+        from callsense.core.errors import TransientError
 
         sentence = None
         if tts:
@@ -241,7 +244,7 @@ class VoiceAssistant:
     # ---- the steps ---------------------------------------------------------------
 
     def _speech_spans(self, samples: np.ndarray):
-        from callsense.ingest.vad import EndpointerOptions, SileroModel, speech_spans
+        from callsense.audio.vad import EndpointerOptions, SileroModel, speech_spans
 
         if self._vad is None:
             self._vad = SileroModel()
@@ -262,7 +265,7 @@ class VoiceAssistant:
 
     def _recognize(self, voiced: np.ndarray | None, duration_s: float) -> Heard:
         from callsense.asr.base import AsrUnavailable
-        from callsense.ingest.errors import TransientError
+        from callsense.core.errors import TransientError
 
         if voiced is None:
             return Heard("", None, duration_s, 0.0)
@@ -310,7 +313,7 @@ class VoiceAssistant:
         """One turn, step by step: `Heard` (audio turns), the engine's `Reply`, each reply
         audio chunk (`SynthesizedAudio`, when `spoken`) as soon as it is synthesized, then
         the `VoiceTurn`. Neither `audio` nor `text`: the greeting of the session."""
-        from callsense.asr.tts.audio import wav_bytes
+        from callsense.audio.pcm import wav_bytes
 
         started = time.perf_counter()
         timings = VoiceTimings()
@@ -450,8 +453,9 @@ class PcmPlayer:
         proc, self._proc = self._proc, None
         try:
             proc.stdin.close()
-        except OSError:
-            pass
+        except OSError as e:
+            # The player already went away: its exit code below tells the user why.
+            log.debug("audio player's input was already closed: %s", e)
         code = proc.wait()
         if code != 0:
             self._failed(proc, code)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from callsense.ingest.convert import TARGET_RATE, decode_audio
+from callsense.audio.decode import decode_audio
+from callsense.audio.resample import TARGET_RATE
 
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 console = Console()
 err = Console(stderr=True)
@@ -51,9 +51,9 @@ def _fail(message: str) -> None:
 def _known_errors() -> tuple:
     from callsense.asr.base import AsrUnavailable
     from callsense.finetune.workspace import FinetuneError
-    from callsense.ingest.errors import BadInput
+    from callsense.core.errors import BadInput
     from callsense.nlp.sentiment.base import SentimentUnavailable
-    from callsense.registry import UnknownBackend
+    from callsense.core.registry import UnknownBackend
 
     errors = [FinetuneError, AsrUnavailable, SentimentUnavailable, UnknownBackend, BadInput, FileNotFoundError]
     try:

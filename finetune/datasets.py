@@ -256,7 +256,7 @@ def write_nemo_intents(target: Path, version: DatasetVersion) -> None:
 
 
 def write_nemo_asr_manifest(path: Path, rows: list[dict], cache) -> None:
-    from callsense.ingest.convert import TARGET_RATE
+    from callsense.audio.resample import TARGET_RATE
 
     lines = []
     for r in rows:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.finetune.metrics import (
     BootstrapOptions, classification_metrics, intent_slot_metrics, pipeline_sentiment_metrics, wer_metrics,
 )
@@ -117,7 +117,7 @@ def asr_system(spec: str, settings: Settings, boosted_words: Sequence[str] = ())
 
     name, _, path = spec.partition(":")
     if name == "whisper+boost":
-        from callsense.asr.riva_server.recognizer import BoostableWhisperEngine, RecognizeOptions
+        from callsense.asr.engines.boostable_whisper import BoostableWhisperEngine, RecognizeOptions
 
         engine = BoostableWhisperEngine(settings)
         hotwords = RecognizeOptions(boosted=tuple((w, 20.0) for w in boosted_words)).hotwords
@@ -189,7 +189,7 @@ class IntentSlotPredictor:
     """A joint intent/slot model folder as the assistant runs it (`callsense.dialog.nlu.embedded`)."""
 
     def __init__(self, folder: Path | None, settings: Settings):
-        from callsense.dialog.nlu.embedded import DEFAULT_MODEL_DIR, JointIntentSlotModel
+        from callsense.nlp.intent_slot.model import DEFAULT_MODEL_DIR, JointIntentSlotModel
 
         self.folder = Path(folder or getattr(settings, "nlu_model_dir", None) or DEFAULT_MODEL_DIR)
         self.model = JointIntentSlotModel(self.folder, threads=settings.cpu_threads)
@@ -199,7 +199,7 @@ class IntentSlotPredictor:
         return self.model.model_id
 
     def predict(self, words: Sequence[list[str]], batch: int = 64, progress: Progress | None = None):
-        from callsense.dialog.nlu.embedded import repair_bio
+        from callsense.nlp.intent_slot.model import repair_bio
 
         progress = progress or SilentProgress()
         progress.start(f"tagging {len(words)} queries", len(words))

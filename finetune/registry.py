@@ -33,10 +33,10 @@ def builtin_model(name: str) -> tuple[Path, str, str] | None:
         if (DEFAULT_MODEL_DIR / "manifest.json").is_file():
             return DEFAULT_MODEL_DIR, "onnx-sentiment", "shipped default (nlp/sentiment/models)"
     if name == "intent-slot":
-        from callsense.dialog.nlu.embedded import DEFAULT_MODEL_DIR as NLU_MODEL_DIR
+        from callsense.nlp.intent_slot.model import DEFAULT_MODEL_DIR as NLU_MODEL_DIR
 
         if (NLU_MODEL_DIR / "manifest.json").is_file():
-            return NLU_MODEL_DIR, "onnx-intent-slot", "shipped default (dialog/nlu/models)"
+            return NLU_MODEL_DIR, "onnx-intent-slot", "shipped default (nlp/intent_slot/models)"
     if name == "asr":
         try:
             from callsense.asr.engines.whisper import packaged_model_dir

@@ -2,8 +2,7 @@
 whatever version the model registry says serves `intent-slot`, and swapped without a
 restart when a new version is promoted or rolled back (`ServingWatcher`).
 
-Select it with `CALLSENSE_NLU_BACKEND=serving` (once `callsense.dialog.nlu.base` lists it
-among its lazy backends; until then `import callsense.finetune.serving_nlu` registers it).
+Select it with `CALLSENSE_NLU_BACKEND=serving`.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.nlu.base import NluBackend, NluResult, nlu_backends
 
 REGISTRY_NAME = "intent-slot"

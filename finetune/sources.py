@@ -144,7 +144,7 @@ def read_meld(spec: SourceSpec) -> SourceRows:
 
 def read_sentiment_reviews(spec: SourceSpec, ws: Workspace) -> SourceRows:
     try:
-        from callsense.dashboard.data import labelled_sentences
+        from callsense.store.review import labelled_sentences
     except ImportError as e:  # the dashboard module is part of the package; say so if it is not installed
         raise FinetuneError(f"dashboard review data needs callsense.dashboard ({e})") from None
     from sqlalchemy import select
@@ -331,7 +331,7 @@ def read_transcript_reviews(spec: SourceSpec, ws: Workspace) -> SourceRows:
     from sqlalchemy import select
     from sqlmodel import Session
 
-    from callsense.dashboard.data import labelled_sentences
+    from callsense.store.review import labelled_sentences
     from callsense.store.review import CallAudio
     from callsense.store.schema import Sentence
 

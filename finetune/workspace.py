@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from callsense.config import Settings
-from callsense.ingest.blobs import BlobStore
+from callsense.core.settings import Settings
+from callsense.store.blobs import BlobStore
 from callsense.ingest.stage import LIVE_TRANSCRIBE, STAGE_NAMES, Stage, pipeline_stage_names
 
 
@@ -20,7 +20,7 @@ class PipelineResources:
 
     @cached_property
     def vad(self):
-        from callsense.ingest.vad import SileroModel
+        from callsense.audio.vad import SileroModel
 
         return SileroModel()
 
@@ -46,24 +46,24 @@ class PipelineResources:
 
 def build_stage(name: str, res: PipelineResources) -> Stage:
     if name == "segment":
-        from callsense.ingest.segment import CallSegmenter
+        from callsense.ingest.stages.segment import CallSegmenter
 
         return CallSegmenter(res.settings, res.blobs, res.vad)
     if name == LIVE_TRANSCRIBE:
         from callsense.asr.engines.riva import RivaEngine
-        from callsense.asr.live import RivaLiveTranscriber
+        from callsense.ingest.stages.live_transcribe import RivaLiveTranscriber
 
         return RivaLiveTranscriber(res.settings, RivaEngine(res.settings, streaming=True))
     if name == "transcribe":
-        from callsense.asr.transcribe import UtteranceTranscriber
+        from callsense.ingest.stages.transcribe import UtteranceTranscriber
 
         return UtteranceTranscriber(res.asr_engine, res.blobs, pack_window_s=res.settings.asr_window_s)
     if name == "sentiment":
-        from callsense.nlp.sentiment.stage import SentenceScorer
+        from callsense.ingest.stages.sentiment import SentenceScorer
 
         return SentenceScorer(res.sentiment_model)
     if name == "store":
-        from callsense.store.stage import ResultWriter
+        from callsense.ingest.stages.store import ResultWriter
 
         return ResultWriter(res.store)
     raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_NAMES)}")

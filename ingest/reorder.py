@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from callsense.ingest.events import CallChunk
+from callsense.core.events import CallChunk
 
 log = logging.getLogger("callsense.pipeline")
 

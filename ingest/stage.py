@@ -10,8 +10,8 @@ import logging
 import traceback
 from typing import Protocol, Sequence
 
-from callsense.ingest.errors import BadInput, TransientError
-from callsense.ingest.events import DeadLetter, EventModel
+from callsense.core.errors import BadInput, TransientError
+from callsense.core.events import DeadLetter, EventModel
 
 log = logging.getLogger("callsense.pipeline")
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Protocol, Sequence, TypeVar
 
-from callsense.asr.base import RecognizedWord
+
+class TimedWord(Protocol):
+    """Any recognizer's word: its text (with or without a leading space) and its times."""
+
+    text: str
+    start: float
+    end: float
+
+
+RecognizedWord = TypeVar("RecognizedWord", bound=TimedWord)
 
 _END = re.compile(r"[.!?]+[\"')\]]*$")
 _ABBREV = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.", "no.", "jr.", "sr."}

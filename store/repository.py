@@ -10,8 +10,13 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from callsense.ingest.events import CallOpened, CallSegmented, DeadLetter, EventModel, TranscribedUtterance
+from callsense.store.rows import CallOpening, ResultBatch, UtteranceRow
 from callsense.store.schema import Call, DeadLetterRecord, Sentence, Utterance
+
+
+# Reasons and details come from exceptions and messages: bounded before they are stored.
+MAX_REASON_CHARS = 1000
+MAX_DETAIL_CHARS = 2000
 
 
 def _insert(engine: Engine):
@@ -43,44 +48,42 @@ class ResultStore:
 
     # ---- writes ------------------------------------------------------------------
 
-    def apply(self, events: Sequence[EventModel]) -> None:
+    def apply(self, batch: ResultBatch) -> None:
         """Write a batch of pipeline results in one transaction; safe to repeat.
         Rows of one kind go in one multi-row statement: per-row round trips made this
         the pipeline's slowest stage."""
         now = time.time()
-        opened = [e for e in events if isinstance(e, CallOpened)]
-        segmented = [e for e in events if isinstance(e, CallSegmented)]
-        utts = [e for e in events if isinstance(e, TranscribedUtterance)]
-        dead = [e for e in events if isinstance(e, DeadLetter)]
-        failed = {d.call_id: d.reason for d in dead if d.call_id and d.fatal}
+        opened, segmented, utts, dead = batch.opened, batch.segmented, batch.utterances, batch.failures
+        failed = {d.call_id: d.reason[:MAX_REASON_CHARS] for d in dead if d.call_id and d.fatal}
         touched = {e.call_id for e in (*opened, *segmented, *utts)} | set(failed)
         if not touched and not dead:
             return
         with Session(self.engine) as s:
-            for ev in opened:
-                self._upsert_call(s, ev)
+            for row in opened:
+                self._upsert_call(s, row)
             agents = {u.call_id: u.agent_id for u in utts}
             if touched:
                 s.exec(self._insert(Call).values(
                     [dict(id=c, agent_id=agents.get(c), status="processing", started_at=now) for c in sorted(touched)]
                 ).on_conflict_do_nothing(index_elements=["id"]))
-            for ev in segmented:
-                s.exec(update(Call).where(Call.id == ev.call_id).values(
-                    utterances_expected=sum(ev.utterances_per_channel.values()), duration_s=ev.duration_s))
+            for seg in segmented:
+                s.exec(update(Call).where(Call.id == seg.call_id).values(
+                    utterances_expected=seg.utterances_expected, duration_s=seg.duration_s))
             if utts:
                 self._write_utterances(s, utts, now)
-            for ev in dead:
-                s.add(DeadLetterRecord(stage=ev.stage, call_id=ev.call_id, reason=ev.reason, detail=ev.detail[:2000], at=ev.at))
+            for d in dead:
+                s.add(DeadLetterRecord(stage=d.stage, call_id=d.call_id, reason=d.reason[:MAX_REASON_CHARS],
+                                       detail=d.detail[:MAX_DETAIL_CHARS], at=d.at))
             for call_id, reason in failed.items():
                 s.exec(update(Call).where(Call.id == call_id).values(status="failed", error=reason))
             s.flush()
             self._mark_finished(s, touched, now)
             s.commit()
 
-    def _upsert_call(self, s: Session, ev: CallOpened) -> None:
-        values = dict(id=ev.call_id, source_name=ev.source_name, mode=ev.mode, channels=ev.channels,
-                      speakers=",".join(ev.speakers), agent_id=ev.agent_id, started_at=ev.started_at,
-                      audio_blob=ev.audio_blob)
+    def _upsert_call(self, s: Session, row: CallOpening) -> None:
+        values = dict(id=row.call_id, source_name=row.source_name, mode=row.mode, channels=row.channels,
+                      speakers=",".join(row.speakers), agent_id=row.agent_id, started_at=row.started_at,
+                      audio_blob=row.audio_blob)
         stmt = self._insert(Call).values(**values, status="processing")
         s.exec(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
 
@@ -92,7 +95,7 @@ class ResultStore:
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={k: getattr(stmt.excluded, k) for k in update_cols})
         s.connection().execute(stmt, rows)
 
-    def _write_utterances(self, s: Session, utts: Sequence[TranscribedUtterance], now: float) -> None:
+    def _write_utterances(self, s: Session, utts: Sequence[UtteranceRow], now: float) -> None:
         self._upsert_many(s, Utterance, [
             dict(call_id=u.call_id, channel=u.channel, idx=u.index, speaker=u.speaker, start=u.start, end=u.end,
                  text=u.text, asr_confidence=u.confidence, asr_model=u.asr_model, stored_at=now) for u in utts],
@@ -102,8 +105,8 @@ class ResultStore:
         rows = [
             dict(call_id=u.call_id, channel=u.channel, utterance_idx=u.index, idx=sent.index, speaker=u.speaker,
                  agent_id=u.agent_id, call_started_at=started.get(u.call_id) or 0.0, start=sent.start, end=sent.end,
-                 text=sent.text, sentiment=sent.sentiment.label, confidence=sent.sentiment.confidence,
-                 sentiment_model=sent.sentiment.model, asr_model=u.asr_model,
+                 text=sent.text, sentiment=sent.sentiment, confidence=sent.confidence,
+                 sentiment_model=sent.model, asr_model=u.asr_model,
                  ended_at=(u.live_started_at + sent.end) if u.live_started_at else None, stored_at=now)
             for u in utts for sent in u.sentences if sent.sentiment is not None
         ]

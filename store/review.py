@@ -2,18 +2,19 @@
 fine-tuning data, where a call's original audio is, and the indexes its queries need.
 
 Reviews are append-only: each accept or correction is a new row with who and when, and
-the latest row for a sentence holds its final label (`callsense.dashboard.data.labelled_sentences`).
+the latest row for a sentence holds its final label (`labelled_sentences`).
 Rows name their sentence by the pipeline's natural key (call, channel, utterance, index),
 which stays the same when the pipeline rewrites the sentence.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
-from sqlalchemy import Index
+from sqlalchemy import Index, func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel
 
 from callsense.store.schema import Call, Sentence
 
@@ -74,8 +75,8 @@ class CallAudio(SQLModel, table=True):
     attached_at: float = 0.0
 
 
-# Indexes the dashboard's queries need on the pipeline's tables. create_all()
-# makes them with a new table; ensure_dashboard_indexes() adds them to an existing one.
+# Indexes the dashboard's queries need on the pipeline's tables (declared here, made by the
+# schema's migrations in store/migrations at start-up like every table).
 DASHBOARD_INDEXES = (
     # Agent history and team comparison: queries name the agent(s), speakers and labels
     # (IN lists), so each is a few index-only range seeks with no sort for the GROUP BY.
@@ -88,7 +89,43 @@ DASHBOARD_INDEXES = (
 )
 
 
-def ensure_dashboard_indexes(engine: Engine) -> None:
-    """Create the dashboard's indexes on a store made before they existed (idempotent)."""
-    for index in DASHBOARD_INDEXES:
-        index.create(engine, checkfirst=True)
+@dataclass(frozen=True)
+class LabelledSentence:
+    """A reviewed sentence with its final label: one training example."""
+
+    call_id: str
+    channel: int
+    utterance_idx: int
+    idx: int
+    speaker: str
+    text: str
+    label: str
+    original_text: str
+    original_label: str
+    original_confidence: float
+    sentiment_model: str
+    action: str  # accepted | corrected
+    reviewer: str
+    reviewed_at: float
+
+
+def labelled_sentences(engine: Engine, *, since: float | None = None, corrected_only: bool = False,
+                       speaker: str | None = None) -> list[LabelledSentence]:
+    """Reviewed sentences with their final label and text (the latest review of each wins),
+    oldest review first: the labelled data the fine-tuning jobs train and evaluate on."""
+    latest = (select(func.max(LabelReview.id))
+              .group_by(LabelReview.call_id, LabelReview.channel, LabelReview.utterance_idx, LabelReview.idx))
+    q = select(LabelReview).where(LabelReview.id.in_(latest)).order_by(LabelReview.reviewed_at, LabelReview.id)
+    if since is not None:
+        q = q.where(LabelReview.reviewed_at >= since)
+    if corrected_only:
+        q = q.where(LabelReview.action == "corrected")
+    if speaker:
+        q = q.where(LabelReview.speaker == speaker)
+    with Session(engine) as s:
+        rows = list(s.exec(q).scalars())
+    return [LabelledSentence(call_id=r.call_id, channel=r.channel, utterance_idx=r.utterance_idx, idx=r.idx,
+                             speaker=r.speaker, text=r.text, label=r.sentiment, original_text=r.original_text,
+                             original_label=r.original_sentiment, original_confidence=r.original_confidence,
+                             sentiment_model=r.sentiment_model, action=r.action, reviewer=r.reviewer,
+                             reviewed_at=r.reviewed_at) for r in rows]

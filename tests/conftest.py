@@ -4,6 +4,13 @@
 - ``postgres_url``: a throw-away PostgreSQL cluster (initdb in a temporary folder).
 
 Neither skips: when a server cannot start the test fails, quoting the server's log.
+
+Every test runs without the developer's ``CALLSENSE_*`` variables (``callsense_env_isolated``):
+settings come from what the test itself passes or sets. Kept: the variables that only say
+where this machine keeps test tools (``TEST_TOOL_VARS``: not settings of callsense).
+
+``shared_data``: ../shared/data; skipped when missing on a user's clone, a failure when the
+``CI`` variable is set (CI always has it: a missing folder there is a broken set-up).
 """
 
 from __future__ import annotations
@@ -21,8 +28,74 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from callsense.ingest.broker.local import LocalKafka, LocalKafkaError, default_jar_cache, fetch_jars
+
+# --------------------------------------------------------------------------- environment
+
+#: Where this machine keeps the test tools: read by the test helpers, no field of
+#: `Settings` (tests/test_test_setup.py checks that), so they stay in the environment.
+TEST_TOOL_VARS = frozenset({"CALLSENSE_PG_BIN", "CALLSENSE_CHROMIUM"})
+
+
+def _callsense_vars() -> list[str]:
+    return [name for name in os.environ if name.startswith("CALLSENSE_") and name not in TEST_TOOL_VARS]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def callsense_env_removed_for_the_session() -> Iterator[None]:
+    """No CALLSENSE_* setting variable of the developer's shell for the session-scoped fixtures
+    (servers built from `Settings()`) either: removed from os.environ, so subprocesses
+    started without an explicit `env=` do not inherit them; put back at the end."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _callsense_vars():
+            mp.delenv(name)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def callsense_env_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without any CALLSENSE_* setting variable (a test's own
+    `monkeypatch.setenv` and the `env=` it gives a subprocess still apply: they come after
+    this)."""
+    for name in _callsense_vars():
+        monkeypatch.delenv(name)
+
+
+# --------------------------------------------------------------------------- Ctrl+C
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """A KeyboardInterrupt somewhere in `exc`'s cause/context chain."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_runner_passes_ctrl_c_on() -> Iterator[None]:
+    """Typer turns a KeyboardInterrupt inside a command into `Exit(130)` (a CLI's exit code
+    for Ctrl+C), and CliRunner.invoke catches the SystemExit into `result.exit_code`: a
+    Ctrl+C during an in-process CLI test only failed that test and pytest went on with the
+    next one (the first Ctrl+C seemed ignored). Here an invoke that was interrupted raises
+    KeyboardInterrupt again, so pytest stops at the first Ctrl+C."""
+    invoke = CliRunner.invoke
+
+    def invoke_passing_interrupts(self, *args, **kwargs):
+        result = invoke(self, *args, **kwargs)
+        if _interrupted(result.exception):
+            raise KeyboardInterrupt(f"Ctrl+C during the CLI command (its exit code: {result.exit_code})")
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CliRunner, "invoke", invoke_passing_interrupts)
+        yield
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -214,11 +287,32 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def running_in_ci() -> bool:
+    """The `CI` variable is set (GitHub Actions, GitLab CI and most others set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_shared_data(path: Path = SHARED_DATA) -> Path:
+    """`path` when it is a folder. Missing: the test is skipped on a user's clone, and fails
+    when CI is set (CI always has the data: skipping there would hide ~20 test files)."""
+    if path.is_dir():
+        return path
+    if running_in_ci():
+        pytest.fail(f"reference data not found at {path}, and CI is set: CI must provide it "
+                    "(the tests that read it would otherwise be skipped, not run)", pytrace=False)
+    pytest.skip(f"reference data not found at {path} (CI always has it; a user's clone may not)")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA} (CI always has it; a user's clone may not)")
-    return SHARED_DATA
+    """../shared/data (every test that reads the reference data gets it from here)."""
+    return require_shared_data(SHARED_DATA)
+
+
+@pytest.fixture
+def shared_data_rule() -> Callable[[Path], Path]:
+    """`require_shared_data` as a fixture, for the test of the rule itself."""
+    return require_shared_data
 
 
 @pytest.fixture(scope="session")
@@ -231,8 +325,8 @@ def riva_server():
     """One real riva-serve gRPC server for the session: in this process, on a free loopback
     port, stopped through its handle."""
     pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
-    from callsense.asr.riva_server.server import RivaServer
-    from callsense.config import Settings
+    from callsense.serve.riva.server import RivaServer
+    from callsense.core.settings import Settings
 
     server = RivaServer(Settings(), host="127.0.0.1", port=0, workers=16).start()
     try:

@@ -8,7 +8,7 @@ import typer.main
 import yaml
 
 from callsense.cli import app
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from callsense.asr.base import AsrEngine, AsrUnavailable, RecognizedSegment, RecognizedWord, asr_engines
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 log = logging.getLogger("callsense.nemo")
 RATE = 16000
@@ -95,7 +95,7 @@ class NemoEngine(AsrEngine):
         """Several 16 kHz clips in batches of `nemo_batch_size`; one segment list per clip."""
         import torch
 
-        from callsense.asr.tts.audio import resample
+        from callsense.audio.resample import resample
 
         audio = [np.asarray(c, dtype=np.float32) for c in clips]
         if self._rate != RATE:

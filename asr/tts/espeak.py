@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from callsense.asr.tts.base import SynthesizedAudio, TtsEngine, TtsUnavailable, Voice, tts_engines
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 INSTALL_HINT = "apt-get install espeak-ng"
 

@@ -7,11 +7,11 @@ from typing import Iterator
 
 import numpy as np
 
-from callsense.asr.base import AsrUnavailable
-from callsense.asr.engines.riva import RivaConnection, riva_client, server_models
+from callsense.asr.engines.riva import server_models
 from callsense.asr.tts.base import SynthesizedAudio, TtsEngine, TtsUnavailable, Voice, tts_engines
-from callsense.config import Settings
-from callsense.ingest.errors import TransientError
+from callsense.core.settings import Settings
+from callsense.core.errors import TransientError
+from callsense.core.riva_client import RETRYABLE, RivaConnection, riva_modules
 
 
 class RivaTtsUnavailable(TtsUnavailable, TransientError):
@@ -27,11 +27,8 @@ class RivaTtsEngine(TtsEngine):
     name = "riva"
 
     def __init__(self, settings: Settings):
-        try:
-            riva = riva_client()
-            self.conn = RivaConnection(settings)
-        except AsrUnavailable as e:
-            raise TtsUnavailable(str(e)) from None
+        riva = riva_modules(TtsUnavailable)
+        self.conn = RivaConnection(settings, setup_error=TtsUnavailable)
         self.service = riva.SpeechSynthesisService(self.conn.auth)
         self.settings = settings
         self.voice = settings.riva_tts_voice
@@ -45,25 +42,20 @@ class RivaTtsEngine(TtsEngine):
         return self.conn.call("TTS", self.voice, fn, unavailable=RivaTtsUnavailable, permanent=TtsUnavailable)
 
     def synthesize(self, text: str, *, voice: str | None = None, sample_rate: int | None = None) -> SynthesizedAudio:
-        riva = riva_client()
+        riva = riva_modules(TtsUnavailable)
         rate = sample_rate or self.sample_rate
 
-        def once(timeout: float):
-            future = self.service.synthesize(text, voice or self.voice or None, self.settings.riva_language,
-                                             encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate, future=True)
-            try:
-                return future.result(timeout=timeout)
-            except BaseException:
-                future.cancel()
-                raise
-
-        response = self._call(once)
+        response = self.conn.call_future(
+            "TTS", self.voice,
+            lambda: self.service.synthesize(text, voice or self.voice or None, self.settings.riva_language,
+                                            encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate, future=True),
+            unavailable=RivaTtsUnavailable, permanent=TtsUnavailable)
         return SynthesizedAudio(_pcm16_to_float(response.audio), rate, text)
 
     def synthesize_stream(self, text: str, *, voice: str | None = None, sample_rate: int | None = None) -> Iterator[SynthesizedAudio]:
         import grpc
 
-        riva = riva_client()
+        riva = riva_modules(TtsUnavailable)
         rate = sample_rate or self.sample_rate
         responses = self.service.synthesize_online(text, voice or self.voice or None, self.settings.riva_language,
                                                    encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate)
@@ -74,7 +66,7 @@ class RivaTtsEngine(TtsEngine):
         except grpc.RpcError as e:
             code = e.code().name if e.code() else "UNKNOWN"
             details = " ".join((e.details() or code).split())
-            if code in RivaConnection.RETRYABLE:
+            if code in RETRYABLE:
                 raise RivaTtsUnavailable(f"{what} failed: {code}: {details}") from None
             raise TtsUnavailable(f"{what} refused the request: {code}: {details}") from None
 

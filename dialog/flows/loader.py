@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callsense.dialog.flows import model as m
-from callsense.dialog.flows.marked_yaml import MarkedDict, MarkedYamlError, load_marked
+from callsense.dialog.flows.marked_yaml import MarkedDict, MarkedList, MarkedYamlError, load_marked
 from callsense.dialog.nlu import labels
 
 FLOW_SUFFIXES = (".yml", ".yaml")
@@ -268,14 +268,33 @@ class _FileLoader:
             if not isinstance(slot, str) or not slot.strip():
                 self.error(st.line_of("properties.entities") if "entities" in p else pline,
                            f"state '{name}' (input_user) needs `properties.entities.slot`, the slot to fill")
+            if "error_text" in p:
+                self._error_text(st)
         elif st.type == m.CHANGE_CONTEXT:
             keys = p.get("update_keys")
             if keys is None:
-                self.warn(pline, f"state '{name}' (change_context) has no `properties.update_keys`: it changes nothing")
+                if "del_keys" not in p:
+                    self.warn(pline, f"state '{name}' (change_context) has no `properties.update_keys` "
+                              f"(or `del_keys`): it changes nothing")
                 p["update_keys"] = {}
             elif not isinstance(keys, dict):
                 self.error(st.line_of("properties.update_keys"), f"state '{name}': `update_keys` must be a mapping key -> value")
                 p["update_keys"] = {}
+            if "del_keys" in p:
+                p["del_keys"] = self._del_keys(st)
+        elif st.type == m.CONDITIONAL_EQUAL:
+            for key in ("value1", "value2"):
+                if key not in p:
+                    self.error(pline, f"state '{name}' (conditional_equal) needs `properties.{key}`, e.g. "
+                               f"value1: '{{{{intent}}}}' and value2: greeting")
+                elif isinstance(p[key], (dict, list)):
+                    self.error(st.line_of(f"properties.{key}"), f"state '{name}': `{key}` must be one value (a text, "
+                               f"a number or a '{{{{key}}}}' template), not a {'mapping' if isinstance(p[key], dict) else 'list'}")
+            for outcome in ("equal", "notequal"):
+                if outcome not in st.transitions and "next_state" not in st.transitions:
+                    self.warn(st.line, f"state '{name}' (conditional_equal) has no `{outcome}` transition: the "
+                              f"conversation continues with the next state of the file when the values are "
+                              f"{'equal' if outcome == 'equal' else 'not equal'}")
         elif st.type == m.CONDITIONAL_EXISTS:
             raw = p.get("key")
             if raw is None:
@@ -288,6 +307,115 @@ class _FileLoader:
             if entities is not None and not isinstance(entities, dict):
                 self.warn(st.line_of("properties.entities"), f"state '{name}': `entities` should be a mapping "
                           f"(NARA writes `intent: dontcare`); it is ignored")
+            if "follow_up" in p:
+                st.follow_up = self._follow_up(st)
+
+    # ---- ALQUIST's later dialect and callsense's additions ---------------------------
+
+    def _error_text(self, st: m.State) -> None:
+        p, name = st.properties, st.name
+        line = st.line_of("properties.error_text")
+        text = p.get("error_text")
+        if text is None or isinstance(text, (dict, list)) or str(text).strip() == "":
+            self.error(line, f"state '{name}': `error_text` must be a text, said when the answer does not fill "
+                       f"the slot (then the state asks again)")
+            p.pop("error_text", None)
+            return
+        p["error_text"] = str(text)
+        entities = p.get("entities") if isinstance(p.get("entities"), dict) else {}
+        if not entities.get("require_match", False):
+            self.warn(line, f"state '{name}': `error_text` is never said: without `require_match: true` every "
+                      f"answer fills the slot")
+        elif "notmatch" in st.transitions:
+            self.warn(st.line_of("transitions.notmatch"), f"state '{name}': transition 'notmatch' is never taken: "
+                      f"with `error_text` an answer that does not fill the slot is asked again")
+
+    def _del_keys(self, st: m.State) -> list[str]:
+        raw = st.properties.get("del_keys")
+        line = st.line_of("properties.del_keys")
+        if raw is None:
+            self.warn(line, f"state '{st.name}': `del_keys` is empty; it deletes nothing")
+            return []
+        items = [raw] if isinstance(raw, (str, int)) else raw
+        if not isinstance(items, list):
+            self.error(line, f"state '{st.name}': `del_keys` must be a list of context keys, e.g. [item, store_type]")
+            return []
+        keys: list[str] = []
+        for i, item in enumerate(items):
+            key = m.template_key(str(item)) if isinstance(item, (str, int)) else None
+            if key is None:
+                iline = raw.line_of(i) if isinstance(raw, MarkedList) else line
+                self.error(iline, f"state '{st.name}': `del_keys` entry {item!r} is no context key (write a name such "
+                           f"as item, or '{{{{item}}}}')")
+                continue
+            keys.append(key)
+        return keys
+
+    def _follow_up(self, st: m.State) -> m.FollowUp | None:
+        raw = st.properties.get("follow_up")
+        line = st.line_of("properties.follow_up")
+        name = st.name
+        default_slots = tuple(sorted(labels.CONTEXT_SLOT_KEYS))
+        if raw is True or raw is None:
+            return m.FollowUp(slots={"*": default_slots})
+        if raw is False:
+            return None
+        if not isinstance(raw, MarkedDict):
+            self.error(line, f"state '{name}': `follow_up` must be `true` or a mapping with `slots` (and optionally "
+                       f"`keep`, `refer`, `alternatives`)")
+            return None
+        for key in raw:
+            if key not in ("slots", "keep", "refer", "alternatives"):
+                self.warn(raw.line_of(key), f"state '{name}': unknown `follow_up` key '{key}' is ignored"
+                          f"{nearest(key, ('slots', 'keep', 'refer', 'alternatives'))}")
+
+        def names(value, where: str, wline: int) -> tuple[str, ...] | None:
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+                self.error(wline, f"state '{name}': `follow_up.{where}` must be a list of slot names, e.g. "
+                           f"[location, time]")
+                return None
+            return tuple(v.strip() for v in items)
+
+        slots: dict[str, tuple[str, ...]] = {}
+        raw_slots = raw.get("slots", None)
+        if raw_slots is None:
+            slots = {"*": default_slots}
+        elif isinstance(raw_slots, MarkedDict):
+            for intent, value in raw_slots.items():
+                got = names(value, f"slots.{intent}", raw_slots.line_of(intent))
+                if got is not None:
+                    slots[str(intent)] = got
+        else:
+            got = names(raw_slots, "slots", raw.line_of("slots"))
+            if got is None:
+                return None
+            slots = {"*": got}
+        keep = ("location",)
+        if "keep" in raw:
+            got = names(raw["keep"] if raw["keep"] is not None else [], "keep", raw.line_of("keep"))
+            keep = got if got is not None else keep
+        refer: dict[str, tuple[tuple[str, ...], ...]] = {}
+        if "refer" in raw:
+            r = raw["refer"]
+            if not isinstance(r, MarkedDict):
+                self.error(raw.line_of("refer"), f"state '{name}': `follow_up.refer` must map a slot to the words that "
+                           f"refer to it, e.g. item: [it, them, that one]")
+            else:
+                for slot, phrases in r.items():
+                    got = names(phrases, f"refer.{slot}", r.line_of(slot))
+                    if got is not None:
+                        refer[str(slot)] = tuple(tuple(labels.tokenize(p)) for p in got if labels.tokenize(p))
+        alternatives: list[frozenset[str]] = []
+        if "alternatives" in raw:
+            a = raw["alternatives"]
+            groups = a if isinstance(a, list) else None
+            if groups is None or not all(isinstance(g, list) and len(g) >= 2 for g in groups):
+                self.error(raw.line_of("alternatives"), f"state '{name}': `follow_up.alternatives` must be a list of "
+                           f"slot groups, e.g. [[item, store_type]]")
+            else:
+                alternatives = [frozenset(str(x) for x in g) for g in groups]
+        return m.FollowUp(slots=slots, keep=keep, refer=refer, alternatives=tuple(alternatives))
 
 
 def load_flows(path: Path | str, fulfillment_types: dict[str, frozenset[str]] | None = None,
@@ -346,8 +474,9 @@ def load_flows(path: Path | str, fulfillment_types: dict[str, frozenset[str]] | 
                               "at its first state"))
         return LoadResult(None, issues)
     flowset = m.FlowSet(flows=flows, states=states, main=main, flow_aliases=aliases)
-    validate(flowset, issues, fulfillment, known_intents=labels.FLOW_INTENTS + [labels.NLU_ERROR]
-             if known_intents is None else known_intents)
+    if known_intents is None:
+        known_intents = labels.FLOW_INTENTS + labels.RULE_INTENTS + [labels.NLU_ERROR]
+    validate(flowset, issues, fulfillment, known_intents=known_intents)
     issues.sort(key=lambda i: (i.file, i.line, i.severity))
     return LoadResult(flowset, issues)
 

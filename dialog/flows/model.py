@@ -11,9 +11,11 @@ INPUT_CONTEXT = "input_context"
 INPUT_USER = "input_user"
 CHANGE_CONTEXT = "change_context"
 CONDITIONAL_EXISTS = "conditional_exists"
+CONDITIONAL_EQUAL = "conditional_equal"  # ALQUIST: compare two (templated) values
 RESET = "reset"
 
-BUILTIN_TYPES = (MESSAGE_TEXT, MESSAGE_TEXT_RANDOM, INPUT_CONTEXT, INPUT_USER, CHANGE_CONTEXT, CONDITIONAL_EXISTS, RESET)
+BUILTIN_TYPES = (MESSAGE_TEXT, MESSAGE_TEXT_RANDOM, INPUT_CONTEXT, INPUT_USER, CHANGE_CONTEXT, CONDITIONAL_EXISTS,
+                 CONDITIONAL_EQUAL, RESET)
 INPUT_TYPES = (INPUT_CONTEXT, INPUT_USER)
 
 #: The transition keys each type understands. `delay` is tolerated in transitions too
@@ -25,6 +27,7 @@ TRANSITION_KEYS: dict[str, tuple[str, ...]] = {
     INPUT_USER: ("match", "notmatch", "next_state"),
     CHANGE_CONTEXT: ("next_state", "flow"),
     CONDITIONAL_EXISTS: ("exists", "notexists", "next_state"),
+    CONDITIONAL_EQUAL: ("equal", "notequal", "next_state"),
     RESET: ("next_state",),
 }
 #: Fulfillment states (a capitalised type such as `Weather`): `error` is a callsense
@@ -34,10 +37,12 @@ FULFILLMENT_TRANSITION_KEYS = ("next_state", "error")
 PROPERTY_KEYS: dict[str, tuple[str, ...]] = {
     MESSAGE_TEXT: ("text", "delay"),
     MESSAGE_TEXT_RANDOM: ("responses", "delay"),
-    INPUT_CONTEXT: ("nlp_type", "entities", "delay"),
-    INPUT_USER: ("nlp_type", "entities", "delay"),
-    CHANGE_CONTEXT: ("update_keys", "delay"),
+    # follow_up: a callsense addition (see FollowUp); error_text, del_keys: ALQUIST's later dialect
+    INPUT_CONTEXT: ("nlp_type", "entities", "delay", "follow_up"),
+    INPUT_USER: ("nlp_type", "entities", "delay", "error_text"),
+    CHANGE_CONTEXT: ("update_keys", "del_keys", "delay"),
     CONDITIONAL_EXISTS: ("key", "delay"),
+    CONDITIONAL_EQUAL: ("value1", "value2", "delay"),
     RESET: ("delay",),
 }
 STATE_KEYS = ("type", "properties", "transitions", "delay")
@@ -45,6 +50,7 @@ STATE_KEYS = ("type", "properties", "transitions", "delay")
 #: Context keys the engine itself writes on every input turn or failure.
 ENGINE_KEYS = frozenset({
     "intent", "nlu_intent", "nlu_confidence", "user_text", "jarvis_error", "fulfillment_error", "session_id",
+    "last_question", "slot_memory", "follow_up", "input_truncated",
 })
 
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -78,6 +84,50 @@ class Issue:
         return f"{self.file}:{self.line}: {self.severity}: {self.message}"
 
 
+#: Words a follow-up may have besides the slots it brings ("and what about in Paris?").
+FOLLOW_UP_WORDS = frozenset({
+    "and", "what", "what's", "whats", "about", "how", "how's", "also", "then", "so", "ok", "okay", "now", "same",
+    "for", "in", "at", "on", "the", "a", "an", "please", "instead", "too", "as", "well", "near", "around", "of",
+    "with", "thanks", "thank", "you", "but", "or", "maybe", "to", "by", "some", "any", "if", "one", "ones", "try",
+    "let's", "lets", "again", "actually", "hmm", "um", "oh", "cool", "great", "alright", "yes", "yeah", "sure",
+    "there", "is", "are", "it", "that",
+})
+
+
+#: Words that make an utterance of slots a follow-up even when the NLU reads a question in it.
+FOLLOW_UP_CUES = frozenset({"and", "about", "also", "instead", "same", "too", "then", "again", "what's", "whats"})
+
+
+@dataclass
+class FollowUp:
+    """`follow_up` of an input_context state (a callsense addition to the format).
+
+    A follow-up ("and in Paris?", "what about tomorrow?", "and the headphones?") brings only
+    slots: the previous question is asked again with them changed. Besides, every new
+    question replaces the slots of the one before (`keep`: the ones it inherits when it does
+    not name them, NARA's remembered place; `refer`: slots carried over when the question
+    refers to them, "do you have *it* in stock?")."""
+
+    slots: dict[str, tuple[str, ...]]  # intent or intent prefix ("weather", "*": any) -> slots a follow-up may bring
+    keep: tuple[str, ...] = ("location",)
+    refer: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # slot -> phrases (token tuples)
+    alternatives: tuple[frozenset[str], ...] = ()  # slots that stand for one another (item / store_type)
+
+    def slots_for(self, intent: str) -> set[str]:
+        out: set[str] = set()
+        for key, names in self.slots.items():
+            if key in ("*", intent) or intent.startswith(key + "."):
+                out.update(names)
+        return out
+
+    @property
+    def all_slots(self) -> set[str]:
+        out = set(self.keep) | set(self.refer)
+        for names in self.slots.values():
+            out.update(names)
+        return out
+
+
 @dataclass
 class State:
     name: str
@@ -89,6 +139,7 @@ class State:
     transitions: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     fall_through: str | None = None  # the next state of the same file, when no transition applies
+    follow_up: FollowUp | None = None  # input_context only: `properties.follow_up`, parsed
     key_lines: dict[str, int] = field(default_factory=dict)  # "transitions.next_state" -> line
 
     @property
@@ -149,6 +200,13 @@ class FlowSet:
             flow = self.flow_named(t["flow"])
             return flow.first_state if flow else None
         return state.fall_through
+
+    def follow_up(self) -> FollowUp | None:
+        """The follow-up rules of the flows: those of the first input_context state that has them."""
+        for st in self.states.values():
+            if st.follow_up is not None:
+                return st.follow_up
+        return None
 
     def first_input_state(self) -> str | None:
         """Where to wait for the user when a path ends nowhere: the main flow's input_context."""

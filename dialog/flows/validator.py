@@ -20,6 +20,8 @@ def edges(flows: m.FlowSet, st: m.State) -> list[tuple[str, str]]:
             out.append(("jarvis_error", flows.intent_transitions[labels.NLU_ERROR]))
     elif st.type == m.CONDITIONAL_EXISTS:
         outcomes = ("exists", "notexists")
+    elif st.type == m.CONDITIONAL_EQUAL:
+        outcomes = ("equal", "notequal")
     elif st.is_fulfillment:
         outcomes = ("error", None)
     else:
@@ -29,6 +31,19 @@ def edges(flows: m.FlowSet, st: m.State) -> list[tuple[str, str]]:
         if target is not None and target in flows.states:
             out.append((outcome or "next", target))
     return out
+
+
+def reachable(flows: m.FlowSet) -> set[str]:
+    """The states some path from the start state leads to."""
+    seen: set[str] = set()
+    todo = [flows.start_state]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in flows.states:
+            continue
+        seen.add(name)
+        todo.extend(target for _, target in edges(flows, flows.states[name]))
+    return seen
 
 
 def validate(flows: m.FlowSet, issues: list[m.Issue], fulfillment: dict[str, frozenset[str]],
@@ -77,15 +92,18 @@ def validate(flows: m.FlowSet, issues: list[m.Issue], fulfillment: dict[str, fro
             if label not in main.intent_transitions:
                 warn(main.file, main.line, f"intent_transitions has no '{label}': {what}")
 
-    # Reachability from the start state.
-    seen: set[str] = set()
-    todo = [flows.start_state]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in flows.states:
+    # follow_up: the intents it names.
+    for st in flows.states.values():
+        if st.follow_up is None:
             continue
-        seen.add(name)
-        todo.extend(target for _, target in edges(flows, flows.states[name]))
+        routed = list(main.intent_transitions)
+        for key in st.follow_up.slots:
+            if key != "*" and not any(label == key or label.startswith(key + ".") for label in routed):
+                warn(st.file, st.line_of("properties.follow_up"), f"state '{st.name}': follow_up.slots names '{key}', "
+                     f"which is no routed intent (nor the start of one){nearest(key, routed)}; it is never used")
+
+    # Reachability from the start state.
+    seen = reachable(flows)
     for st in flows.states.values():
         if st.name not in seen:
             warn(st.file, st.line, f"state '{st.name}' is unreachable: no transition, intent or file order leads to it")
@@ -132,6 +150,12 @@ def _texts(st: m.State):
         for v in (p.get("update_keys") or {}).values():
             if isinstance(v, str):
                 yield "update_keys", v
+    elif st.type == m.CONDITIONAL_EQUAL:
+        for key in ("value1", "value2"):
+            if isinstance(p.get(key), str):
+                yield key, p[key]
+    elif st.type == m.INPUT_USER and isinstance(p.get("error_text"), str):
+        yield "error_text", p["error_text"]
 
 
 def _check_loops(flows: m.FlowSet, error) -> None:
@@ -190,7 +214,8 @@ def _check_loops(flows: m.FlowSet, error) -> None:
         cyclic = len(comp) > 1 or comp[0] in graph[comp[0]]
         if not cyclic:
             continue
-        branching = any(flows.states[n].type == m.CONDITIONAL_EXISTS or flows.states[n].is_fulfillment for n in comp)
+        branching = any(flows.states[n].type in (m.CONDITIONAL_EXISTS, m.CONDITIONAL_EQUAL)
+                        or flows.states[n].is_fulfillment for n in comp)
         if not branching:
             first = flows.states[sorted(comp, key=lambda n: (flows.states[n].file, flows.states[n].line))[0]]
             error(first.file, first.line, f"states {', '.join(sorted(comp))} form a loop that never waits for the "

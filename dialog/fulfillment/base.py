@@ -18,8 +18,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from sqlalchemy.engine import Engine
 
-from callsense.config import Settings
-from callsense.registry import Registry
+from callsense.core.settings import Settings
+from callsense.core.registry import Registry
 
 
 class FulfillmentError(Exception):

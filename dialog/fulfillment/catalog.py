@@ -55,6 +55,64 @@ class CatalogData:
                 out.setdefault(phrase_key(phrase), []).append(name)
         return out
 
+    def brand_phrases(self) -> dict[str, list[str]]:
+        """Normalised brand -> the items of that brand ("nike" -> Nike Pegasus Running Shoes).
+        Kept apart from `item_phrases`: a brand is a weaker match than an item's own words."""
+        out: dict[str, list[str]] = {}
+        for name, _category, brand, _price, _aliases in self.items:
+            for phrase in {phrase_key(brand), phrase_key(str(brand).replace("'", ""))}:
+                if phrase:
+                    out.setdefault(phrase, []).append(name)
+        return out
+
+
+class ItemVocabulary:
+    """The catalog's words for items (aliases, names, brands): which items a customer's
+    phrase may mean. Needs no database (the dialog layer checks item slots with it)."""
+
+    def __init__(self, data: CatalogData | None = None):
+        data = data or load_catalog_data()
+        self._phrases = data.item_phrases()
+        self._brands = data.brand_phrases()
+
+    def knows(self, text: str) -> bool:
+        return bool(self.match(text))
+
+    def match(self, text: str) -> list[str]:
+        """Item names a customer's phrase may mean, best first ([] when none): the phrase
+        itself, its singular, the longest known phrase inside it, else a brand in it."""
+        key = phrase_key(text)
+        if not key:
+            return []
+        if key in self._phrases:
+            return list(dict.fromkeys(self._phrases[key]))
+        singular = " ".join(w[:-1] if w.endswith("s") and len(w) > 3 else w for w in key.split())
+        if singular in self._phrases:
+            return list(dict.fromkeys(self._phrases[singular]))
+        words = key.split()
+        for n in range(len(words), 0, -1):  # the longest known phrase inside the text
+            found: list[str] = []
+            for i in range(len(words) - n + 1):
+                phrase = " ".join(words[i:i + n])
+                found += self._phrases.get(phrase, [])
+                if not found and n == 1 and phrase.endswith("s") and len(phrase) > 3:
+                    found += self._phrases.get(phrase[:-1], [])
+            if found:
+                brands = [name for w in words for name in self._brands.get(w, [])]
+                preferred = [name for name in found if name in brands]  # "nike running shoes"
+                return list(dict.fromkeys(preferred + found))
+        for n in range(min(len(words), 3), 0, -1):  # "nike", "the north face"
+            for i in range(len(words) - n + 1):
+                names = self._brands.get(" ".join(words[i:i + n]))
+                if names:
+                    return list(dict.fromkeys(names))
+        return []
+
+
+@lru_cache(maxsize=4)
+def item_vocabulary(path: str = str(CATALOG_FILE)) -> ItemVocabulary:
+    return ItemVocabulary(load_catalog_data(path))
+
 
 def phrase_key(text: str) -> str:
     return " ".join(labels.tokenize(str(text).replace(".", "")))
@@ -169,7 +227,7 @@ class Catalog:
         with db.connect() as conn:
             for row in conn.execute(select(CatalogItem.id, CatalogItem.name)):
                 self._item_ids[row.name] = row.id
-        self._item_phrases = self.data.item_phrases()
+        self._items = ItemVocabulary(self.data)
         self._statements: dict = {}
 
     # ---- understanding the customer's words ----------------------------------------
@@ -205,22 +263,7 @@ class Catalog:
 
     def match_items(self, text: str) -> list[str]:
         """Item names a customer's phrase may mean, best first ([] when none)."""
-        key = phrase_key(text)
-        if not key:
-            return []
-        if key in self._item_phrases:
-            return list(dict.fromkeys(self._item_phrases[key]))
-        singular = " ".join(w[:-1] if w.endswith("s") and len(w) > 3 else w for w in key.split())
-        if singular in self._item_phrases:
-            return list(dict.fromkeys(self._item_phrases[singular]))
-        words = key.split()
-        for n in range(len(words), 0, -1):  # the longest known phrase inside the text
-            found: list[str] = []
-            for i in range(len(words) - n + 1):
-                found += self._item_phrases.get(" ".join(words[i:i + n]), [])
-            if found:
-                return list(dict.fromkeys(found))
-        return []
+        return self._items.match(text)
 
     # ---- SQL ---------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from callsense.dialog.fulfillment.base import FulfillmentError, FulfillmentProvi
 from callsense.dialog.fulfillment.catalog import Catalog, OfferHit, StoreHit
 from callsense.dialog.fulfillment.http import HttpFailure, get_json
 from callsense.dialog.nlu import labels
-from callsense.registry import Registry
+from callsense.core.registry import Registry
 
 SORT_WORDS = {
     "rating.high": "highest-rated", "rating.low": "lowest-rated", "rating.average": "",
@@ -45,6 +45,36 @@ def _hours(hours: str) -> str:
         start, end = hours.split("-", 1)
         return f"open {start} to {end}"
     return hours
+
+
+#: Words of a question about opening hours ("is it open tomorrow?", "when does it close?").
+HOURS_WORDS = frozenset({"open", "opens", "opening", "close", "closes", "closing", "closed", "hours", "hour"})
+
+
+def _minutes(hhmm: str) -> int:
+    try:
+        h, m = hhmm.strip().split(":")
+        return int(h) * 60 + int(m)
+    except ValueError:
+        return -1
+
+
+def _open_when(hours: str, period) -> str:
+    """"tomorrow (Tuesday) it is open 10:00 to 21:00", "tonight it is open until 21:00",
+    "it closes at 17:00, so it is not open tonight" (one set of hours for every day)."""
+    if "-" not in hours:
+        return f"{period.phrase} its hours are {hours}"
+    start, end = (x.strip() for x in hours.split("-", 1))
+    if period.phrase == "tonight":
+        close, opening = _minutes(end), _minutes(start)
+        if 0 <= close <= 18 * 60 and close > opening:
+            return f"it closes at {end}, so it is not open tonight"
+        return f"tonight it is open until {end}"
+    phrase = period.phrase
+    if len(period.days) == 1 and phrase in ("today", "tomorrow", "the day after tomorrow"):
+        phrase += f" ({period.days[0].strftime('%A')})"
+    every = " every day" if len(period.days) > 1 else ""
+    return f"{phrase} it is open {start} to {end}{every}"
 
 
 def _a(word: str) -> str:
@@ -260,6 +290,7 @@ class RetailFulfillment(FulfillmentProvider):
         sort = str(context.get("sort") or "").strip() or None
         if not location:
             return {self.status_key: "For which location?"}
+        period = self._hours_period(context)
         if intent == "check_item_price":
             if not item:
                 return {self.status_key: "Which item would you like the price of?"}
@@ -272,10 +303,21 @@ class RetailFulfillment(FulfillmentProvider):
         if store_type is None and item and self.catalog and self.catalog.resolve_store_type(item):
             store_type = item  # "where can I get the best pasta" -> Italian restaurants
         elif store_type is None and item:
-            return self._where_to_buy(item, location, sort)
-        return self._store(location, store_type, sort)
+            return self._where_to_buy(item, location, sort, period)
+        return self._store(location, store_type, sort, period)
 
-    def _store(self, location: str, store_type: str | None, sort: str | None) -> dict[str, Any]:
+    def _hours_period(self, context: Mapping[str, Any]):
+        """The day(s) a store question asks about: its `time` (or `store_day`) slot, or today
+        when it asks about opening hours without a day; None for neither."""
+        from callsense.dialog.fulfillment.weather import resolve_period
+
+        when = str(context.get("time") or context.get("store_day") or "").strip()
+        words = set(labels.tokenize(str(context.get("user_text") or "")))
+        if not when and not (words & HOURS_WORDS or context.get("store_hours")):
+            return None
+        return resolve_period(when or "today", self.resources.today(), 7)
+
+    def _store(self, location: str, store_type: str | None, sort: str | None, period=None) -> dict[str, Any]:
         found = self.stores.find(location, store_type, sort)
         if isinstance(found, str):
             return {self.status_key: found}
@@ -284,13 +326,17 @@ class RetailFulfillment(FulfillmentProvider):
         best = found.stores[0]
         adjective = SORT_WORDS.get(sort or "", "") or "nearest"
         details = []
-        if best.hours:
+        if best.hours and period is None:
             details.append(_hours(best.hours))
         if best.rating:
             details.append(f"rated {best.rating:g}{found.source}")
         tail = f" ({', '.join(details)})" if details else ""
-        text = (f"The {adjective} {found.type_say} in {found.city} is {best.name}, "
-                f"{_street(best.address) if not found.source else best.address}{tail}.")
+        where = _street(best.address) if not found.source else best.address
+        if period is not None and best.hours:
+            text = (f"The {adjective} {found.type_say} in {found.city} is {best.name}, {where}: "
+                    f"{_open_when(best.hours, period)}{tail}.")
+        else:
+            text = f"The {adjective} {found.type_say} in {found.city} is {best.name}, {where}{tail}."
         return {self.status_key: text, "retail_store": best.name}
 
     def _price(self, item: str, location: str, sort: str | None) -> dict[str, Any]:
@@ -343,20 +389,21 @@ class RetailFulfillment(FulfillmentProvider):
                 f"({first.stock} left){more}.")
         return {self.status_key: text, "retail_store": first.store.name}
 
-    def _where_to_buy(self, item: str, location: str, sort: str | None) -> dict[str, Any]:
+    def _where_to_buy(self, item: str, location: str, sort: str | None, period=None) -> dict[str, Any]:
         """"Where can I buy jeans?": the nearest (or best-rated) store that has it in stock."""
         if self.catalog is None:
-            return self._store(location, None, sort)
+            return self._store(location, None, sort, period)
         city = self.catalog.resolve_city(location)
         names = self.catalog.match_items(item)
         if city is None or not names:
-            return self._store(location, None, sort)
+            return self._store(location, None, sort, period)
         offers = self.catalog.find_offers(city, names, "rating.high" if sort == "rating.high" else "distance",
                                           in_stock=True)
         if not offers:
             return {self.status_key: f"Sorry, no store in {city} has {item} in stock."}
         first = offers[0]
         adjective = "highest-rated" if sort == "rating.high" else "nearest"
+        hours = _open_when(first.store.hours, period) if period is not None else _hours(first.store.hours)
         text = (f"The {adjective} store in {city} with {item} in stock is {first.store.name}, "
-                f"{_street(first.store.address)} ({_hours(first.store.hours)}): {first.item} for {_money(first.price)}.")
+                f"{_street(first.store.address)} ({hours}): {first.item} for {_money(first.price)}.")
         return {self.status_key: text, "retail_store": first.store.name}

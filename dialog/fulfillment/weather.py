@@ -23,7 +23,7 @@ import yaml
 from callsense.dialog.fulfillment.base import FulfillmentError, FulfillmentProvider, FulfillmentResources, fulfillment_providers
 from callsense.dialog.fulfillment.http import HttpFailure, get_json
 from callsense.dialog.nlu import labels
-from callsense.registry import Registry
+from callsense.core.registry import Registry
 
 FORECASTS_FILE = Path(__file__).parent / "data" / "forecasts.yml"
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]

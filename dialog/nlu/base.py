@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from callsense.config import Settings
-from callsense.registry import Registry
+from callsense.core.settings import Settings
+from callsense.core.registry import Registry
 
 NO_MATCH = "nomatch.none"
 NLU_ERROR = "jarvis_error"
@@ -36,9 +36,11 @@ class NluBackend(ABC):
 nlu_backends: Registry[NluBackend] = Registry(
     "NLU backend",
     lazy={"embedded": "callsense.dialog.nlu.embedded", "riva": "callsense.dialog.nlu.riva",
-          "keywords": "callsense.dialog.nlu.keywords"},
+          "keywords": "callsense.dialog.nlu.keywords",
+          # The model registry's serving version lives with the registry (finetune).
+          "serving": "callsense.finetune.serving_nlu"},
 )
 
 
 def create_nlu(settings: Settings) -> NluBackend:
-    return nlu_backends.get(getattr(settings, "nlu_backend", "embedded"))(settings)
+    return nlu_backends.get(settings.nlu_backend)(settings)

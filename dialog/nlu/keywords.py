@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import yaml
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.nlu import labels
 from callsense.dialog.nlu.base import NO_MATCH, NluBackend, NluResult, nlu_backends
 
@@ -188,6 +188,11 @@ class KeywordNlu(NluBackend):
         self.max_len = max(len(k) for g in self.gazetteers.values() for k in g)
 
     # ---- slots ---------------------------------------------------------------------
+
+    def find_spans(self, tokens: list[str], original: str) -> list[_Span]:
+        """Gazetteer entities over `tokens` (places, times, sort words, store types, catalog
+        items), longest first; `original` (the text with its capitals) finds "in Gotham"."""
+        return self._spans(tokens, original)
 
     def _spans(self, tokens: list[str], original: str) -> list[_Span]:
         spans: list[_Span] = []

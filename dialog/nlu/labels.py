@@ -57,6 +57,14 @@ TRAINING_INTENTS: list[str] = list(INTENT_TO_TRAINING.values())
 #: The flow labels an NLU backend may return (plus NLU_ERROR, which the engine sets itself).
 FLOW_INTENTS: list[str] = list(INTENT_TO_TRAINING)
 
+#: Intents the dialog layer itself recognises (`callsense.dialog.nlu.understanding`), by rules
+#: and in front of any backend: small talk. They are never training labels (an export maps
+#: them to `unknown`), and a flow that does not route them sees `nomatch.none` instead.
+SMALL_TALK_INTENTS: list[str] = [
+    "smalltalk.greeting", "smalltalk.thanks", "smalltalk.goodbye", "smalltalk.help", "smalltalk.start_over",
+]
+RULE_INTENTS: list[str] = list(SMALL_TALK_INTENTS)
+
 #: Flow label -> the `intent` value that the assistant's flows write into the context before
 #: a fulfillment state (WP-7328's values); providers accept either vocabulary.
 INTENT_TO_FULFILLMENT: dict[str, str] = {

@@ -2,7 +2,7 @@
 `callsense riva-serve`) through `nvidia-riva-client`.
 
 The connection (URL, TLS, API key, metadata) is the one every Riva engine of callsense uses
-(`callsense.asr.engines.riva.RivaConnection`, settings `riva_*`). A dialog turn must not hang
+(`callsense.core.riva_client.RivaConnection`, settings `riva_*`). A dialog turn must not hang
 on a dead server, so NLU calls get their own short deadline (`riva_nlu_timeout_s`, default
 2 s) and no retries unless `riva_nlu_retries` says so. Every failure (server down, deadline,
 refusal) raises `NluUnavailable`, which the engine routes to `jarvis_error`.
@@ -16,13 +16,12 @@ become context slots).
 
 from __future__ import annotations
 
-from callsense.config import Settings
+from callsense.core.riva_client import RivaConnection
+from callsense.core.settings import Settings
 from callsense.dialog.nlu import labels
 from callsense.dialog.nlu.base import NO_MATCH, NluBackend, NluResult, NluUnavailable, nlu_backends
 
 RIVA_EXTRA_HINT = "pip install callsense[riva]  (nvidia-riva-client)"
-DEFAULT_TIMEOUT_S = 2.0
-DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 MAX_QUERY_CHARS = 1000
 
 #: Slot names of Riva's pretrained weather/misty models -> context keys.
@@ -64,7 +63,7 @@ def _slot_key(label: str) -> tuple[str | None, str]:
     return (kind or None), kind  # a custom model's own slot name: kept as it is
 
 
-def result_from_response(response, text: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> NluResult:
+def result_from_response(response, text: str, confidence_threshold: float = 0.5) -> NluResult:
     """An `AnalyzeIntentResponse` -> NluResult with flow labels and context slots."""
     name = response.intent.class_name
     domain = response.domain_str or response.domain.class_name
@@ -107,9 +106,9 @@ def result_from_response(response, text: str, confidence_threshold: float = DEFA
 
 @nlu_backends.register("riva")
 class RivaNlu(NluBackend):
-    """Settings read: the `riva_*` connection fields, `riva_language`, and (optional)
-    `riva_nlu_domain` (sent as AnalyzeIntentOptions.domain; empty lets the server pick),
-    `riva_nlu_timeout_s`, `riva_nlu_retries`, `nlu_confidence_threshold` / `nlu_min_confidence`."""
+    """Settings read: the `riva_*` connection fields, `riva_language`, `riva_nlu_domain`
+    (sent as AnalyzeIntentOptions.domain; empty lets the server pick), `riva_nlu_timeout_s`,
+    `riva_nlu_retries`, `riva_nlu_confidence_threshold` and `nlu_min_confidence`."""
 
     name = "riva"
 
@@ -117,23 +116,14 @@ class RivaNlu(NluBackend):
                  retries: int | None = None, domain: str | None = None, confidence_threshold: float | None = None):
         settings = settings if settings is not None else Settings()
         riva_client, self._pb = riva_nlp_modules()
-        from callsense.asr.base import AsrUnavailable
-        from callsense.asr.engines.riva import RivaConnection
-
-        self.timeout_s = float(timeout_s or getattr(settings, "riva_nlu_timeout_s", None) or DEFAULT_TIMEOUT_S)
-        self.retries = int(retries if retries is not None else (getattr(settings, "riva_nlu_retries", None) or 0))
-        self.domain = domain if domain is not None else (getattr(settings, "riva_nlu_domain", None) or "")
-        self.language = getattr(settings, "riva_language", "en-US") or "en-US"
-        threshold = confidence_threshold
-        if threshold is None:
-            threshold = getattr(settings, "nlu_confidence_threshold", None)
-        threshold = DEFAULT_CONFIDENCE_THRESHOLD if threshold is None else float(threshold)
-        self.confidence_threshold = max(threshold, float(getattr(settings, "nlu_min_confidence", 0.0) or 0.0))
-        self.url = getattr(settings, "riva_url", "localhost:50051")
-        try:
-            self._conn = RivaConnection(settings.model_copy(update={"riva_timeout_s": self.timeout_s}))
-        except AsrUnavailable as e:  # bad TLS file paths or metadata
-            raise NluUnavailable(str(e)) from None
+        self.timeout_s = float(timeout_s or settings.riva_nlu_timeout_s)
+        self.retries = int(retries if retries is not None else settings.riva_nlu_retries)
+        self.domain = domain if domain is not None else settings.riva_nlu_domain
+        self.language = settings.riva_language
+        threshold = settings.riva_nlu_confidence_threshold if confidence_threshold is None else float(confidence_threshold)
+        self.confidence_threshold = max(threshold, settings.nlu_min_confidence)
+        self.url = settings.riva_url
+        self._conn = RivaConnection(settings.model_copy(update={"riva_timeout_s": self.timeout_s}), setup_error=NluUnavailable)
         self._service = riva_client.NLPService(self._conn.auth)
 
     def close(self) -> None:
@@ -146,16 +136,7 @@ class RivaNlu(NluBackend):
         query = " ".join(text.split())[:MAX_QUERY_CHARS]
         options = self._pb.AnalyzeIntentOptions(lang=self.language, domain=self.domain)
 
-        def once(timeout: float):
-            import grpc
-
-            future = self._service.analyze_intent(query, options, future=True)
-            try:
-                return future.result(timeout=timeout)
-            except grpc.FutureTimeoutError:
-                future.cancel()
-                raise
-
-        response = self._conn.call("NLP AnalyzeIntent", self.domain, once, unavailable=NluUnavailable,
-                                   permanent=NluUnavailable, retries=self.retries)
+        response = self._conn.call_future("NLP AnalyzeIntent", self.domain,
+                                          lambda: self._service.analyze_intent(query, options, future=True),
+                                          unavailable=NluUnavailable, permanent=NluUnavailable, retries=self.retries)
         return result_from_response(response, text, self.confidence_threshold)

@@ -14,16 +14,21 @@ import threading
 import time
 from typing import Iterable, Sequence
 
-from callsense.config import Settings
-from callsense.ingest.errors import TransientError
-from callsense.ingest.events import EventModel, decode_event, encode_event, event_key
+from callsense.core.settings import Settings
+from callsense.core.errors import OutageGaveUp, TransientError
+from callsense.core.events import EventModel, decode_event, encode_event, event_key
 from callsense.ingest.stage import TOPIC_OF_KIND, Stage, dead_letter, run_safely
+from callsense.ingest.transports.outage import Outage
 
 log = logging.getLogger("callsense.kafka")
 
 
 class BrokerUnavailable(RuntimeError):
     pass
+
+
+class StoppedDuringOutage(TransientError):
+    """The run was asked to stop (SIGTERM, Ctrl+C) while waiting for the broker."""
 
 
 def _kafka():
@@ -33,19 +38,34 @@ def _kafka():
 
 
 class KafkaPublisher:
-    """One producer per process, shared by the stage threads (KafkaProducer is thread-safe)."""
+    """One producer per process, shared by the stage threads (KafkaProducer is thread-safe).
 
-    def __init__(self, settings: Settings):
+    A broker outage is waited out: records stay in the producer's buffer (at most
+    kafka_buffer_bytes; `send` waits when it is full), `flush` retries with backoff and logs
+    once when the broker goes away and once when it is back, and after
+    kafka_outage_give_up_s it raises OutageGaveUp naming the events not sent."""
+
+    def __init__(self, settings: Settings, stop: threading.Event | None = None):
         from kafka import KafkaProducer
         from kafka.errors import KafkaTimeoutError
 
         self.settings = settings
+        self.outage = Outage(f"Kafka broker at {settings.kafka_bootstrap}", settings.kafka_outage_give_up_s, log, stop=stop)
+        self._lock = threading.Lock()
+        # (future, kind, call_id, seq, topic, value, key) of every record not yet acknowledged.
+        self._pending: list[tuple] = []
+        self.sent = 0
+        self._pending_bytes = 0  # kafka-python 3's own buffer is unbounded: this bounds it
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.kafka_bootstrap.split(","),
-                acks="all", linger_ms=2, retries=10,
+                acks="all", linger_ms=2,
+                # Retried until acknowledged; a record expires only after the give-up time
+                # (plus a margin), so an outage up to that long loses nothing.
+                delivery_timeout_ms=int((settings.kafka_outage_give_up_s + 60) * 1000),
                 max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
-                request_timeout_ms=15000, max_block_ms=15000, bootstrap_timeout_ms=10000,
+                request_timeout_ms=15000, max_block_ms=5000, bootstrap_timeout_ms=10000,
+                reconnect_backoff_max_ms=2000,
             )
         except KafkaTimeoutError:
             raise broker_unavailable(settings) from None
@@ -60,15 +80,113 @@ class KafkaPublisher:
                 ev = dead_letter("produce", ev, f"oversized {ev.kind} event: {len(data)} bytes > {self.settings.max_message_bytes}")
                 data = encode_event(ev)
             key = event_key(ev)
-            futures.append(self._producer.send(self.settings.topic(TOPIC_OF_KIND[ev.kind]), value=data,
-                                               key=key.encode() if key else None))
+            topic = self.settings.topic(TOPIC_OF_KIND[ev.kind])
+            futures.append(self._send(topic, data, key.encode() if key else None,
+                                      (ev.kind, getattr(ev, "call_id", None), getattr(ev, "seq", None))))
         return futures
 
-    def flush(self, timeout: float = 30) -> None:
-        self._producer.flush(timeout=timeout)
+    def _send(self, topic: str, value: bytes, key: bytes | None, what: tuple):
+        from kafka.errors import KafkaTimeoutError
 
-    def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self._pending_bytes + len(value) > self.settings.kafka_buffer_bytes:
+            self._prune()
+            if self._pending_bytes + len(value) > self.settings.kafka_buffer_bytes:
+                self.flush()  # the buffer is full: wait (through an outage) until it drains
+        while True:
+            try:
+                fut = self._producer.send(topic, value=value, key=key)
+            except KafkaTimeoutError as e:
+                # No metadata for the topic, or the buffer is full: the broker is away.
+                self.outage.failed(str(e) or "send timed out", self._unsent_summary(extra=[what]))
+                if self.outage.stopping():
+                    raise StoppedDuringOutage(self._unsent_summary()) from None
+                self.outage.wait()
+                continue
+            with self._lock:
+                self._pending.append((fut, *what, topic, value, key))
+                self._pending_bytes += len(value)
+            return fut
+
+    def _prune(self) -> None:
+        """Forget acknowledged records (their bytes no longer count against the buffer)."""
+        with self._lock:
+            done = [p for p in self._pending if p[0].succeeded()]
+            self.sent += len(done)
+            self._pending = [p for p in self._pending if not p[0].succeeded()]
+            self._pending_bytes = sum(len(p[5]) for p in self._pending)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every record published so far is acknowledged, through an outage of
+        up to kafka_outage_give_up_s. Failed records (expired in the buffer) are sent again."""
+        from kafka.errors import KafkaTimeoutError
+
+        while True:
+            try:
+                self._producer.flush(timeout=5)
+            except KafkaTimeoutError:
+                self.outage.failed("buffered records not acknowledged", self._unsent_summary())
+                if self.outage.stopping():
+                    raise StoppedDuringOutage(self._unsent_summary()) from None
+                self.outage.wait()
+                continue
+            with self._lock:
+                pending, self._pending = self._pending, []
+                self._pending_bytes = 0
+            failed = [p for p in pending if not p[0].succeeded()]
+            self.sent += len(pending) - len(failed)
+            if not failed:
+                self.outage.ok()
+                return
+            reason = f"{len(failed)} records failed: {failed[0][0].exception!r}"[:300]
+            try:
+                self.outage.failed(reason, describe_unsent([p[1:4] for p in failed] + [
+                    p[1:4] for p in self._pending_copy() if not p[0].succeeded()]))
+            except OutageGaveUp:
+                with self._lock:
+                    self._pending = failed + self._pending
+                    self._pending_bytes = sum(len(p[5]) for p in self._pending)
+                raise
+            self.outage.wait()
+            for _, kind, call_id, seq, topic, value, key in failed:
+                self._send(topic, value, key, (kind, call_id, seq))
+
+    def _pending_copy(self) -> list[tuple]:
+        with self._lock:
+            return list(self._pending)
+
+    def _unsent_summary(self, extra: list[tuple] = ()) -> str:
+        with self._lock:
+            items = [(k, c, s) for f, k, c, s, *_ in self._pending if not f.succeeded()] + list(extra)
+        return describe_unsent(items)
+
+    def unsent(self) -> str:
+        return self._unsent_summary()
+
+    def close(self, timeout: float = 10) -> None:
+        """Close the producer; never raises (an error here must not hide the one that
+        ended the run): records still unacknowledged are reported by `unsent()`."""
+        try:
+            self._producer.close(timeout=0 if self.outage.down else timeout)
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing the Kafka producer: %s", e or e.__class__.__name__)
+
+
+def describe_unsent(items: Sequence[tuple]) -> str:
+    """(kind, call_id, seq) items -> 'not sent: call X: 12 call_chunk (seq 40-51); ...'."""
+    if not items:
+        return "nothing was left unsent"
+    by_call: dict = {}
+    for kind, call_id, seq in items:
+        by_call.setdefault(call_id or "-", {}).setdefault(kind, []).append(seq)
+    parts = []
+    for call_id, kinds in by_call.items():
+        descr = []
+        for kind, seqs in kinds.items():
+            nums = [q for q in seqs if q is not None]
+            span = f" (seq {min(nums)}-{max(nums)})" if nums else ""
+            descr.append(f"{len(seqs)} {kind}{span}")
+        parts.append(f"call {call_id}: {', '.join(descr)}")
+    return f"not sent: {len(items)} events of {len(by_call)} calls: " + "; ".join(parts)
 
 
 def broker_unavailable(settings: Settings) -> BrokerUnavailable:
@@ -129,6 +247,9 @@ class StageConsumer:
         self.max_records = max_records
         self.processed = 0
         self._first_offset: dict[tuple, int] = {}  # (tp, call_id) -> offset of its first chunk
+        # What the stage depends on (database, ASR server): a worker waits it out without
+        # giving up, since its inputs stay uncommitted in Kafka.
+        self.dependency = Outage(f"{stage.name} stage: dependency", float("inf"), log, stop=stop)
 
     def _consumer(self):
         from kafka import KafkaConsumer
@@ -182,23 +303,45 @@ class StageConsumer:
                 while True:
                     try:
                         self._process(events)
-                        backoff = 0.5
+                        self.dependency.ok()
                         break
                     except TransientError as e:
+                        # Logged when the dependency goes away and when it is back, not per
+                        # retry; the inputs stay uncommitted, so waiting loses nothing.
+                        self.dependency.failed(str(e))
                         if self.stop.is_set():
                             return
-                        log.warning("%s: %s; retrying in %.1f s", self.stage.name, e, backoff)
-                        time.sleep(backoff)
-                        backoff = min(backoff * 2, 30)
+                        self.dependency.wait()
                 commits = {}
                 for tp, records in polled.items():
                     commit_at = self._commit_position(tp, records[-1].offset + 1)
                     if commit_at is not None:
                         commits[tp] = OffsetAndMetadata(commit_at, "", -1)
                 if commits:
-                    consumer.commit(commits)
+                    self._commit(consumer, commits)
         finally:
             consumer.close(autocommit=False)
+
+    def _commit(self, consumer, commits) -> None:
+        """Commit through a broker outage (retried with the publisher's outage state). A
+        commit refused because the group rebalanced meanwhile is dropped: the records are
+        delivered again, and the store's natural keys make that harmless."""
+        from kafka.errors import CommitFailedError, KafkaError
+
+        outage = self.publisher.outage
+        while not self.stop.is_set():
+            try:
+                consumer.commit(commits, timeout_ms=5000)
+                outage.ok()
+                return
+            except CommitFailedError as e:
+                log.warning("%s: offsets not committed (%s); those records will be processed again",
+                            self.stage.name, str(e).splitlines()[0][:200] if str(e) else "group rebalanced")
+                return
+            except KafkaError as e:
+                outage.failed(f"commit: {e.__class__.__name__}", "offsets of processed records not committed "
+                              "(their records will be processed again)")
+                outage.wait()
 
     def _publish_pending(self, pending) -> None:
         try:
@@ -212,7 +355,7 @@ class StageConsumer:
 
     def _process(self, events: Sequence[tuple]) -> None:
         """events: (partition, offset, event) in poll order."""
-        from callsense.ingest.events import DeadLetter
+        from callsense.core.events import DeadLetter
 
         passthrough = [ev for _, _, ev in events if isinstance(ev, DeadLetter) and "dead-letters" not in self.stage.inputs]
         work = [ev for _, _, ev in events if not any(ev is p for p in passthrough)]
@@ -236,9 +379,10 @@ class StageConsumer:
 
 
 def run_worker(settings: Settings, stages: Sequence[Stage], stop: threading.Event) -> None:
-    """All given stages in one process, one consumer thread each."""
+    """All given stages in one process, one consumer thread each. The first error of a stage
+    thread ends the run and is raised here; closing the producer never hides it."""
     ensure_topics(settings)
-    publisher = KafkaPublisher(settings)
+    publisher = KafkaPublisher(settings, stop=stop)
     threads = []
     consumers = [StageConsumer(settings, st, publisher, stop) for st in stages]
     errors: list[BaseException] = []
@@ -246,6 +390,8 @@ def run_worker(settings: Settings, stages: Sequence[Stage], stop: threading.Even
     def target(c: StageConsumer):
         try:
             c.run()
+        except StoppedDuringOutage as e:
+            log.warning("%s stopped while the broker was away; %s", c.stage.name, e)
         except BaseException as e:  # surfaced by the caller, not swallowed
             errors.append(e)
             stop.set()
@@ -264,4 +410,5 @@ def run_worker(settings: Settings, stages: Sequence[Stage], stop: threading.Even
             t.join(timeout=15)
         publisher.close()
     if errors:
-        raise errors[0]
+        gave_up = [e for e in errors if isinstance(e, OutageGaveUp)]
+        raise (gave_up or errors)[0]

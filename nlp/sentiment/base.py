@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from callsense.config import Settings
-from callsense.registry import Registry
+from callsense.core.settings import Settings
+from callsense.core.registry import Registry
 
 LABELS = ("negative", "neutral", "positive")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "minilm-meld-int8"
@@ -44,6 +44,8 @@ sentiment_models: Registry[SentimentModel] = Registry(
         "onnx": "callsense.nlp.sentiment.onnx_model",
         "transformers": "callsense.nlp.sentiment.torch_model",
         "riva": "callsense.nlp.sentiment.riva_model",
+        # The model registry's serving version lives with the registry (finetune).
+        "serving": "callsense.finetune.serving_sentiment",
     },
 )
 

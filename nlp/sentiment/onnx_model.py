@@ -1,5 +1,5 @@
 """Default sentiment model: a fine-tuned MiniLM exported to int8 ONNX, tokenized with
-`transformers` and run by onnxruntime (no torch needed). The model file's sha256 is
+`tokenizers` and run by onnxruntime (no torch, no transformers). The model file's sha256 is
 checked against its manifest before loading."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
+from callsense.nlp.tokenizer import WordPieceTokenizer
 from callsense.nlp.sentiment.base import (
     DEFAULT_MODEL_DIR, SentimentModel, SentimentScore, SentimentUnavailable, sentiment_models,
 )
@@ -29,13 +30,7 @@ class OnnxSentimentModel(SentimentModel):
     name = "onnx"
 
     def __init__(self, settings: Settings, *, max_length: int = 128):
-        import os
-
         import onnxruntime
-
-        # Only the tokenizer is used: transformers' "PyTorch was not found" notice is noise here.
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        from transformers import AutoTokenizer
 
         folder = Path(settings.sentiment_model_dir or DEFAULT_MODEL_DIR)
         manifest = load_manifest(folder)
@@ -51,11 +46,12 @@ class OnnxSentimentModel(SentimentModel):
         # The same character normalization the model saw in training (curly quotes, dashes).
         table = manifest.get("text_normalization", {}).get("applied_in_training", {})
         self._normalize = str.maketrans({k: v for k, v in table.items() if len(k) == 1})
-        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self._tokenizer = WordPieceTokenizer(folder, int(self._max_length), SentimentUnavailable)
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = settings.cpu_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._model_id = manifest.get("name", folder.name) + "@" + digest[:12]
@@ -67,12 +63,8 @@ class OnnxSentimentModel(SentimentModel):
     def score(self, texts: Sequence[str]) -> list[SentimentScore]:
         if not texts:
             return []
-        enc = self._tokenizer(
-            [t.translate(self._normalize) if t.strip() else "." for t in texts], padding=True, truncation=True,
-            max_length=self._max_length, return_tensors="np",
-        )
-        feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}
-        logits = self._session.run(None, feed)[0]
+        enc = self._tokenizer.encode([t.translate(self._normalize) if t.strip() else "." for t in texts])
+        logits = self._session.run(None, enc.feed(self._inputs))[0]
         z = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         out = []

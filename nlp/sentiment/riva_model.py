@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from callsense.config import Settings
-from callsense.ingest.errors import TransientError
+from callsense.core.settings import Settings
+from callsense.core.errors import TransientError
+from callsense.core.riva_client import RivaConnection, riva_modules
 from callsense.nlp.sentiment.base import LABELS, SentimentModel, SentimentScore, SentimentUnavailable, sentiment_models
 
 BATCH = 64
@@ -50,15 +51,8 @@ class RivaSentimentModel(SentimentModel):
     name = "riva"
 
     def __init__(self, settings: Settings):
-        from callsense.asr.base import AsrUnavailable
-
-        try:
-            from callsense.asr.engines.riva import RivaConnection, riva_client
-
-            self._riva = riva_client()
-            self.conn = RivaConnection(settings)
-        except AsrUnavailable as e:
-            raise SentimentUnavailable(str(e)) from None
+        self._riva = riva_modules(SentimentUnavailable)
+        self.conn = RivaConnection(settings, setup_error=SentimentUnavailable)
         self.service = self._riva.NLPService(self.conn.auth)
         self.settings = settings
         self.model = settings.riva_sentiment_model
@@ -69,16 +63,10 @@ class RivaSentimentModel(SentimentModel):
         return f"riva:{self.model}"
 
     def _classify(self, texts: list[str]):
-        def once(timeout: float):
-            future = self.service.classify_text(texts, self.model, self.settings.riva_language, future=True)
-            try:
-                return future.result(timeout=timeout)
-            except BaseException:
-                future.cancel()
-                raise
-
-        return self.conn.call("text classification", self.model, once,
-                              unavailable=RivaSentimentUnavailable, permanent=SentimentUnavailable)
+        return self.conn.call_future(
+            "text classification", self.model,
+            lambda: self.service.classify_text(texts, self.model, self.settings.riva_language, future=True),
+            unavailable=RivaSentimentUnavailable, permanent=SentimentUnavailable)
 
     def score(self, texts: Sequence[str]) -> list[SentimentScore]:
         out: list[SentimentScore] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.nlp.sentiment.base import SentimentModel, SentimentScore, SentimentUnavailable, sentiment_models
 
 

@@ -5,6 +5,7 @@ port the worker was told about."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -13,18 +14,18 @@ import pytest
 
 pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
 
-from callsense.config import Settings  # noqa: E402
-from callsense.ingest.events import decode_event  # noqa: E402
+from callsense.core.settings import Settings  # noqa: E402
+from callsense.core.events import decode_event  # noqa: E402
 from callsense.ingest.pipeline import PipelineResources, build_stage  # noqa: E402
 from callsense.ingest.sources import recorded_call  # noqa: E402
 from callsense.ingest.transports.kafka import KafkaPublisher, ensure_topics, run_worker  # noqa: E402
 
 
 @pytest.mark.kafka
-def test_worker_retries_until_riva_is_back(kafka_bootstrap, pick_ports, shared_audio, tmp_path, normalize):
+def test_worker_retries_until_riva_is_back(kafka_bootstrap, pick_ports, shared_audio, tmp_path, normalize, caplog):
     from kafka import KafkaConsumer
 
-    from callsense.asr.riva_server.server import RivaServer
+    from callsense.serve.riva.server import RivaServer
 
     port = pick_ports(1)[0]
     settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"riva{uuid.uuid4().hex[:8]}", kafka_partitions=1,
@@ -40,6 +41,12 @@ def test_worker_retries_until_riva_is_back(kafka_bootstrap, pick_ports, shared_a
         except BaseException as e:  # surfaced below
             errors.append(e)
 
+    def failed_tries() -> list[str]:
+        """The Kafka consumer's "transcribe: <Riva unavailable>; retrying in N s" warnings."""
+        return [m for m in (r.getMessage() for r in list(caplog.records))
+                if m.startswith("transcribe: ") and "retrying in" in m and "UNAVAILABLE" in m]
+
+    caplog.set_level(logging.WARNING, logger="callsense.kafka")
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
     server = None
@@ -51,7 +58,12 @@ def test_worker_retries_until_riva_is_back(kafka_bootstrap, pick_ports, shared_a
         publisher.publish([call])
         publisher.flush()
         publisher.close()
-        time.sleep(4)  # the transcribe stage meets a dead server and backs off
+        # The transcribe stage meets the dead server, backs off, and fails again: the worker's
+        # own warnings say so (two failed tries of the same batch, kept, not committed).
+        deadline = time.monotonic() + 120
+        while len(failed_tries()) < 2 and time.monotonic() < deadline and worker.is_alive():
+            time.sleep(0.05)
+        assert len(failed_tries()) >= 2, caplog.text[-3000:]
         assert not list(consumer), "nothing may come out while Riva is down"
         assert worker.is_alive() and not errors
         server = RivaServer(Settings(), host="127.0.0.1", port=port, workers=4).start()

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
 
-from callsense.config import Settings  # noqa: E402
-from callsense.ingest.errors import TransientError  # noqa: E402
+from callsense.core.settings import Settings  # noqa: E402
+from callsense.core.errors import TransientError  # noqa: E402
 from callsense.ingest.pipeline import PipelineResources, build_stage  # noqa: E402
 from callsense.ingest.sources import expand_inputs, recorded_call  # noqa: E402
 from callsense.ingest.stage import run_safely  # noqa: E402

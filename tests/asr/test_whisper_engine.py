@@ -6,8 +6,8 @@ import jiwer
 import pytest
 
 from callsense.asr.base import AsrUnavailable, create_asr_engine
-from callsense.config import Settings
-from callsense.ingest.convert import decode_audio
+from callsense.core.settings import Settings
+from callsense.audio.decode import decode_audio
 
 
 @pytest.fixture(scope="module")

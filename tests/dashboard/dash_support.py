@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from callsense.config import Settings
+from callsense.ingest.results import result_rows
+from callsense.core.settings import Settings
 from callsense.dashboard import demo
 from callsense.dashboard.auth import UserDirectory
-from callsense.ingest.blobs import BlobStore
+from callsense.store.blobs import BlobStore
 from callsense.ingest.sources import call_id_for
 from callsense.store.db import make_engine
 from callsense.store.repository import ResultStore
@@ -68,8 +69,8 @@ def add_sample_call(ds: DashStore, sample: Path, agent_id: str = "ag-1") -> str:
     assert ref.blob, "the sample must be larger than the inline limit to travel by claim-check"
     rng = random.Random(5)
     turns = demo.script_turns("delivery", rng)
-    ds.store.apply(demo.call_events(call_id, turns, agent_id=agent_id, started_at=time.time() - 3600,
-                                    source_name=sample.name, rng=rng))
+    ds.store.apply(result_rows(demo.call_events(call_id, turns, agent_id=agent_id, started_at=time.time() - 3600,
+                                    source_name=sample.name, rng=rng)))
     return call_id
 
 

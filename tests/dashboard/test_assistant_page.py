@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 import callsense.dialog.dashboard_page as assistant_module
-from callsense.asr.tts.audio import wav_bytes
+from callsense.audio.pcm import wav_bytes
 from callsense.asr.tts.base import create_tts_engine
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dashboard.data import User
 from callsense.dashboard.registry import pages_for, registered
 from callsense.dialog.voice import REPEAT_PLEASE
@@ -66,6 +67,13 @@ def browser_with_microphone(microphone):
 
 LAST_REPLY_PLAYS = ("() => { const a = [...document.querySelectorAll('[data-testid=stChatMessage] audio')].at(-1); "
                     "return a && a.autoplay && (!a.paused || a.ended); }")
+#: The microphone widget's clock ("MM:SS") has reached 4 s: the fake capture device has
+#: played the whole question (about 3 s with its silence) into the recording.
+RECORDED_4_S = ("() => { const t = document.querySelector('[data-testid=stAudioInput] "
+                "[data-testid=stAudioInputWaveformTimeCode]'); return !!t && t.innerText.trim() >= '00:04'; }")
+#: Generous deadlines (ms) for what the page does after a turn: reply players are attached
+#: and start after the reply text is shown, and a loaded machine may take a while.
+ATTACHED_MS = 60_000
 
 
 def test_type_a_question_then_speak_the_next_one(empty_store, browser_with_microphone, tmp_path):
@@ -86,13 +94,13 @@ def test_type_a_question_then_speak_the_next_one(empty_store, browser_with_micro
                 box.fill("what's the weather?")
                 box.press("Enter")
                 pg.get_by_text("For which location?").wait_for()
-                assert replies.count() == 2
-                pg.wait_for_function(LAST_REPLY_PLAYS, timeout=10_000)  # spoken at once
+                expect(replies).to_have_count(2, timeout=ATTACHED_MS)  # the reply's player comes after its text
+                pg.wait_for_function(LAST_REPLY_PLAYS, timeout=ATTACHED_MS)  # spoken without a click
                 no_exceptions(pg)
 
                 # Speak: the fake microphone plays "What's the weather in Seattle?" (about 3 s with its silence).
                 pg.get_by_role("button", name="Record").click()
-                pg.wait_for_timeout(4000)
+                pg.wait_for_function(RECORDED_4_S, timeout=ATTACHED_MS)
                 pg.get_by_role("button", name="Stop recording").click()
                 started = time.monotonic()
                 heard = pg.locator("[data-testid=stChatMessage]").filter(has_text="spoken · ASR confidence")
@@ -100,8 +108,8 @@ def test_type_a_question_then_speak_the_next_one(empty_store, browser_with_micro
                 print(f"recording stopped -> transcript shown in {time.monotonic() - started:.1f} s: {heard.inner_text()!r}")
                 assert "weather in seattle" in heard.inner_text().lower()
                 pg.get_by_text("In Seattle today").wait_for()
-                assert replies.count() == 3
-                pg.wait_for_function(LAST_REPLY_PLAYS, timeout=10_000)
+                expect(replies).to_have_count(3, timeout=ATTACHED_MS)
+                pg.wait_for_function(LAST_REPLY_PLAYS, timeout=ATTACHED_MS)
                 last = pg.locator("[data-testid=stChatMessage]").last
                 last.get_by_text("Details").click()
                 last.get_by_text("first reply audio after").wait_for()

@@ -46,10 +46,15 @@ def page(browser):
     context.close()
 
 
+#: Every Vega-Lite chart on the page has drawn its canvas or SVG.
+CHARTS_DRAWN = "() => [...document.querySelectorAll('.vega-embed')].every(e => e.querySelector('canvas, svg'))"
+
+
 def shot(pg, name: str) -> Path:
+    """A full-page screenshot (an artifact for people; nothing is asserted on it)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    pg.wait_for_timeout(600)  # charts finish drawing
+    pg.wait_for_function(CHARTS_DRAWN, timeout=30_000)
     pg.screenshot(path=str(path), full_page=True)
     return path
 
@@ -134,42 +139,39 @@ def test_call_page_plays_the_clicked_sentence(seeded, page, tmp_path):
 
 def test_a_live_sentence_appears_while_the_call_is_streamed(seeded, page, tmp_path):
     """The in-process path: the store is written sentence by sentence at the pace of the
-    call (as the pipeline's store stage writes a live call) while the Live page is open."""
+    call (as the pipeline's store stage writes a live call) while the Live page is open.
+
+    Each of the first sentences must show up while the call is held right after writing it
+    (the next one is not written until the browser has shown it): the page follows the call
+    as it goes, without a reload and without the call ending. How fast it does so is
+    measured by bench/bench_live_page.py, not asserted here."""
     with serve_dashboard(seeded.env, tmp_path / "dash.log") as served:
         sign_in(page, served.url, "maria")
         page.get_by_text("No calls in progress.").wait_for()
         stop = threading.Event()
-        stored: list[tuple[str, float]] = []
-
-        def stream() -> None:
-            for ev in demo.play_live_call(seeded.store, "live-e2e", "billing", agent_id="ag-1", speed=1.0, mood=-1.0,
-                                          stop=stop, source_name="Billing call (live)"):
-                stored.append((ev.sentences[0].text, time.time()))
-
-        writer = threading.Thread(target=stream, daemon=True)
-        writer.start()
+        call = demo.play_live_call(seeded.store, "live-e2e", "billing", agent_id="ag-1", speed=1.0, mood=-1.0,
+                                   stop=stop, source_name="Billing call (live)")
+        writer = threading.Thread(target=lambda: [None for _ in call], daemon=True)  # the rest of the call
         try:
-            page.get_by_role("heading", name="Billing call (live)").wait_for(timeout=20_000)
-            latencies = []
             for _ in range(4):
-                n = len(stored)
-                deadline = time.time() + 20
-                while len(stored) == n and time.time() < deadline:
-                    time.sleep(0.02)
-                text, at = stored[-1]
-                page.wait_for_function("t => document.body.innerText.includes(t)", arg=text, polling=50, timeout=10_000)
-                latencies.append(time.time() - at)
-            print(f"sentence stored -> shown in the browser: {', '.join(f'{x:.2f}' for x in latencies)} s")
-            assert max(latencies) < 1.5, latencies  # the goal is 1 s; the page polls every 0.5 s
-            page.get_by_text("negative customer sentences in a row").first.wait_for(timeout=30_000)
+                text = next(call).sentences[0].text  # written; the call waits here until it is shown
+                page.wait_for_function("t => document.body.innerText.includes(t)", arg=text, polling=50, timeout=60_000)
+                page.get_by_role("heading", name="Billing call (live)").wait_for()
+                assert seeded.store.get_call("live-e2e").status == "processing"  # shown while the call goes on
+            writer.start()
+            page.get_by_text("negative customer sentences in a row").first.wait_for(timeout=60_000)
             no_exceptions(page)
             shot(page, "01-live-call")
         finally:
             stop.set()
-            writer.join(timeout=10)
+            if writer.is_alive():
+                writer.join(timeout=10)
+            else:
+                call.close()
 
 
 def test_a_reviewer_corrects_a_label(seeded, page, tmp_path):
+    started = time.time()
     with serve_dashboard(seeded.env, tmp_path / "dash.log") as served:
         sign_in(page, served.url, "rita")
         open_page(page, "Review")
@@ -188,7 +190,7 @@ def test_a_reviewer_corrects_a_label(seeded, page, tmp_path):
         row = rows[0]
         assert (row.action, row.sentiment, row.text, row.reviewer) == ("corrected", new_label,
                                                                       "I was charged twice this month.", "rita")
-        assert row.reviewed_at > time.time() - 120
+        assert started <= row.reviewed_at <= time.time()  # stamped when saved, in this test
         shot(page, "04-review-corrected")
 
 
@@ -232,16 +234,15 @@ def test_a_live_call_streamed_over_kafka_shows_in_the_browser(kafka_bootstrap, p
                 first = rows[0] if rows else None
                 time.sleep(0.05)
             assert first is not None, "no sentence stored in 120 s:\n" + worker_log.read_text(errors="replace")[-3000:]
-            page.wait_for_function("t => document.body.innerText.includes(t)", arg=first.text, polling=50, timeout=10_000)
-            shown_after = time.time() - first.stored_at
-            print(f"live over Kafka: first sentence shown {shown_after:.2f} s after it was stored")
-            assert shown_after < 1.5
+            # Shown on the open Live page, without a reload. How fast is measured, not asserted:
+            # bench/bench_live.py (sentence end to the store), bench/bench_live_page.py (store to browser).
+            page.wait_for_function("t => document.body.innerText.includes(t)", arg=first.text, polling=50, timeout=60_000)
             page.get_by_role("heading", name="late-delivery.mp3").wait_for()
             # A few more turns, then a picture of the call in progress.
             while len(ds.store.sentences(call_id)) < 6 and time.time() < deadline + 60:
                 time.sleep(0.2)
             page.wait_for_function("t => document.body.innerText.includes(t)", arg=ds.store.sentences(call_id)[-1].text,
-                                   polling=100, timeout=10_000)
+                                   polling=100, timeout=60_000)
             no_exceptions(page)
             shot(page, "06-live-kafka")
     finally:

@@ -9,6 +9,7 @@ import urllib.request
 import bcrypt
 import yaml
 
+from callsense.ingest.results import result_rows
 from callsense.dashboard.auth import UserDirectory, load_users_file, users_file
 from callsense.dashboard.audio import locate_call_audio
 
@@ -66,8 +67,8 @@ def test_attach_audio_gives_a_call_its_recording(tmp_path):
     import random
 
     rng = random.Random(1)
-    ds.store.apply(demo.call_events("live-xyz", demo.script_turns("router", rng), agent_id="ag-1",
-                                    started_at=1.0, mode="live", rng=rng))
+    ds.store.apply(result_rows(demo.call_events("live-xyz", demo.script_turns("router", rng), agent_id="ag-1",
+                                    started_at=1.0, mode="live", rng=rng)))
     call = ds.store.get_call("live-xyz")
     assert locate_call_audio(ds.engine, ds.settings, call) is None
     sample = REPO / "samples" / "router-setup.mp3"
@@ -83,7 +84,7 @@ def test_recorded_call_audio_is_found_by_its_claim_check(seeded):
     found = locate_call_audio(seeded.engine, seeded.settings, call)
     assert found is not None and found.found_by == "claim-check"
     from callsense.dashboard.audio import channel_tracks, read_blob
-    from callsense.ingest.convert import decode_audio
+    from callsense.audio.decode import decode_audio
 
     tracks = channel_tracks(read_blob(seeded.settings, found), call.channels)
     assert len(tracks) == 2

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
+from callsense.ingest.results import result_rows
 from callsense.dashboard import demo
 from callsense.dashboard.data import DAY, AccessDenied, DashboardData, SentenceKey, User, labelled_sentences
 from callsense.store.db import make_engine
 from callsense.store.repository import ResultStore
-from callsense.store.review import ensure_dashboard_indexes
 
 MANAGER = User("maria", frozenset({"manager"}))
 REVIEWER = User("rita", frozenset({"reviewer"}))
@@ -34,7 +34,6 @@ def agent_user(agent_id: str) -> User:
 def store(request, tmp_path) -> ResultStore:
     url = f"sqlite:///{tmp_path / 'cs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     engine = make_engine(url)
-    ensure_dashboard_indexes(engine)
     return ResultStore(engine)
 
 
@@ -43,7 +42,7 @@ def add_call(store, agent_id, script="billing", *, started_at=None, mood=0.0, se
     call_id = f"{script}-{uuid.uuid4().hex[:10]}"
     events = demo.call_events(call_id, demo.script_turns(script, rng, mood=mood), agent_id=agent_id,
                               started_at=started_at or time.time() - 600, mode=mode, rng=rng)
-    store.apply(events if finish else events[:-1])
+    store.apply(result_rows(events if finish else events[:-1]))
     return call_id
 
 

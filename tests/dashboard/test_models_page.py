@@ -230,7 +230,7 @@ def test_a_store_without_a_workspace_says_what_to_run(tmp_path):
 
 
 def render_models_page(data_dir: str, username: str, roles: list) -> None:
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
     from callsense.dashboard.data import DashboardData, User
     from callsense.dashboard.page_models import models_page
     from callsense.dashboard.registry import PageContext

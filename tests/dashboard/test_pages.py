@@ -28,7 +28,7 @@ def page_script(page_key: str, data_dir: str, username: str, roles: list, agent_
     """One registered page rendered for one user, as the app renders it after sign-in."""
     import streamlit as st
 
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
     from callsense.dashboard.data import DashboardData, User
     from callsense.dashboard.registry import PageContext, load_pages
     from callsense.store.db import make_engine

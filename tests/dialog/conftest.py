@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 #: Day 0 of the offline forecast table in the tests: a Monday.
 TEST_DAY = date(2025, 6, 2)
@@ -103,8 +103,17 @@ class FakeApi:
 
     def answer(self, path: str, status: int = 200, body: Any = None, *, raw: bytes | None = None,
                delay_s: float = 0.0) -> None:
-        """What `path` answers from now on: a JSON body (or raw bytes), after a delay."""
+        """What `path` answers from now on: a JSON body (or raw bytes), after a delay (a
+        request still waiting when the test ends is let go then, unanswered)."""
         self.routes[path] = Route(status, body, delay_s, raw)
+
+    def requests_to(self, path: str, at_least: int = 1, timeout: float = 60.0) -> int:
+        """How many requests `path` received, once it has received `at_least` (a request the
+        client has sent may still be in the server's accept queue for a moment)."""
+        deadline = time.monotonic() + timeout
+        while sum(r[0] == path for r in self.requests) < at_least and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return sum(r[0] == path for r in self.requests)
 
 
 @pytest.fixture

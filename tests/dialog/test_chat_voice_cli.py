@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from callsense.asr.tts.base import create_tts_engine
 from callsense.cli import app
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dashboard.audio import encode_mp3
 from callsense.store.dialog_tables import DialogTurn
 

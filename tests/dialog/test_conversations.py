@@ -1,5 +1,6 @@
 """The assistant's conversation tests (dialog/flows/retail_assistant/tests/*.yml), one pytest
-case per conversation, run with the rule-based `keywords` NLU; and the runner itself."""
+case per conversation, run with the default `embedded` NLU (the shipped model) and with the
+rule-based `keywords` NLU; and the runner itself."""
 
 from __future__ import annotations
 
@@ -24,26 +25,31 @@ def _cases() -> list:
     return cases
 
 
+def _runner(folder: Path, backend: str) -> ConversationRunner:
+    from callsense.core.settings import Settings
+    from callsense.dialog.nlu.base import nlu_backends
+
+    settings = Settings(data_dir=folder, nlu_backend=backend)
+    return ConversationRunner(RETAIL_ASSISTANT_DIR, settings=settings, nlu=nlu_backends.get(backend)(settings),
+                              database_url=f"sqlite:///{folder / 'c.db'}")
+
+
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    from callsense.config import Settings
-    from callsense.dialog.nlu.keywords import KeywordNlu
-
-    folder = tmp_path_factory.mktemp("conversations")
-    with ConversationRunner(RETAIL_ASSISTANT_DIR, settings=Settings(data_dir=folder), nlu=KeywordNlu(),
-                            database_url=f"sqlite:///{folder / 'c.db'}") as r:
+    with _runner(tmp_path_factory.mktemp("conversations"), "keywords") as r:
         yield r
 
 
-@pytest.fixture(scope="module")
-def results(runner):
-    return {file: runner.run_file(file) for file in conversation_files(TEST_DIR)}
+@pytest.fixture(scope="module", params=["embedded", "keywords"])
+def results(request, tmp_path_factory):
+    with _runner(tmp_path_factory.mktemp(f"conversations-{request.param}"), request.param) as r:
+        yield {file: r.run_file(file) for file in conversation_files(TEST_DIR)}
 
 
 def test_there_are_conversations_for_every_flow():
     names = {p.stem for p in conversation_files(TEST_DIR)}
-    assert {"weather", "retail", "errors"} <= names
-    assert len(_cases()) >= 12
+    assert {"weather", "retail", "errors", "followups", "smalltalk", "context", "time"} <= names
+    assert len(_cases()) >= 40
 
 
 @pytest.mark.parametrize("file,index", _cases())

@@ -28,8 +28,11 @@ def test_flow_and_training_intents_map_both_ways():
 
 def test_every_routed_intent_of_the_shipped_flows_is_a_known_label():
     flows = load_flows(RETAIL_ASSISTANT_DIR).require()
-    assert set(flows.intent_transitions) <= set(labels.FLOW_INTENTS) | {labels.NLU_ERROR}
+    assert set(flows.intent_transitions) <= set(labels.FLOW_INTENTS) | set(labels.RULE_INTENTS) | {labels.NLU_ERROR}
     assert set(labels.FLOW_INTENTS) <= set(flows.intent_transitions)
+    # small talk is recognised by rules, never trained: an export labels it `unknown`
+    assert set(labels.SMALL_TALK_INTENTS) <= set(flows.intent_transitions)
+    assert {labels.to_training_intent(i) for i in labels.RULE_INTENTS} == {"unknown"}
 
 
 def test_fulfillment_intents_accept_both_vocabularies():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.fulfillment.base import FulfillmentResources
 from callsense.dialog.fulfillment.catalog import Catalog, load_catalog_data, seed_catalog
 from callsense.dialog.fulfillment.retail import RetailFulfillment

@@ -3,8 +3,6 @@ real local HTTP server answering those services' documented response shapes."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pydantic import SecretStr
 
@@ -60,12 +58,15 @@ YELP_PATH = "/v3/businesses/search"
 EBAY_PATH = "/buy/browse/v1/item_summary/search"
 
 
+#: A delay no reply waits for: the fake server holds the request until the test ends.
+HELD_S = 600.0
+
 @pytest.fixture
 def online_retail(make_assistant, fake_api):
     def build(**overrides):
         settings = dict(retail_store_provider="yelp", retail_price_provider="ebay", yelp_url=fake_api.url,
                         ebay_url=fake_api.url, yelp_api_key=SecretStr("yelp-key"), ebay_token=SecretStr("ebay-token"),
-                        fulfillment_timeout_s=0.5)
+                        fulfillment_timeout_s=30.0)  # a local server that answers: no deadline is met or missed by chance
         settings.update(overrides)
         return make_assistant(**settings)
 
@@ -119,16 +120,18 @@ def test_service_errors_route_to_an_apology(online_retail, fake_api, path, statu
     assert str(code) in reply.context["fulfillment_error"]
 
 
-def test_timeouts_route_to_an_apology_quickly(online_retail, fake_api):
-    fake_api.answer(YELP_PATH, 200, YELP_SEARCH, delay_s=3.0)
-    fake_api.answer(EBAY_PATH, 200, EBAY_SEARCH, delay_s=3.0)
+def test_timeouts_route_to_an_apology(online_retail, fake_api):
+    # Servers that hold every request until the test ends: only giving up on them answers.
+    fake_api.answer(YELP_PATH, 200, YELP_SEARCH, delay_s=HELD_S)
+    fake_api.answer(EBAY_PATH, 200, EBAY_SEARCH, delay_s=HELD_S)
     assistant = online_retail(fulfillment_timeout_s=0.3)
-    for question, apology in (("nearest Thai food in Los Angeles", "business directory is taking too long"),
-                              ("how much is laptop memory in Seattle", "price service is taking too long")):
-        started = time.monotonic()
+    for path, question, apology in ((YELP_PATH, "nearest Thai food in Los Angeles", "business directory is taking too long"),
+                                    (EBAY_PATH, "how much is laptop memory in Seattle", "price service is taking too long")):
         reply = assistant.reply("s", question)
-        assert time.monotonic() - started < 2.0
         assert apology in reply.text and "did not answer within 0.3 s" in reply.context["fulfillment_error"]
+        assert "retail_failed" in reply.visited and reply.state == "input_intent"
+        # The one request was abandoned (the server has not answered it yet), not retried.
+        assert fake_api.requests_to(path) == 1
 
 
 def test_unknown_location_on_yelp_is_an_answer_not_a_failure(online_retail, fake_api):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.finetune.workspace import Workspace
 
 

@@ -33,7 +33,8 @@ def test_intent_slot_job_end_to_end(workspace, snips_dir, tmp_path, monkeypatch)
     assert run["epochs"][-1]["train_loss"] < run["epochs"][0]["train_loss"] * 1.5
     model_dir = workspace.runs_dir / run["id"] / "model"
 
-    from callsense.dialog.nlu.embedded import EmbeddedNlu, JointIntentSlotModel
+    from callsense.dialog.nlu.embedded import EmbeddedNlu
+    from callsense.nlp.intent_slot.model import JointIntentSlotModel
 
     runtime = JointIntentSlotModel(model_dir)
     assert runtime.intents == ds.dictionaries["intents"] and runtime.slots == ds.dictionaries["slots"]

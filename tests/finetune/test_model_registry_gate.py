@@ -79,7 +79,6 @@ def test_gate_refuses_a_holdout_the_candidate_was_trained_on(workspace, meld_dir
 
 
 def test_workers_pick_up_a_promoted_model_without_a_restart(workspace, tmp_path):
-    from callsense.nlp.sentiment import registry_model  # noqa: F401  (registers the `serving` backend)
     from callsense.nlp.sentiment.base import create_sentiment_model
 
     settings = workspace.settings.model_copy(update={"sentiment_backend": "serving", "serving_reload_s": 0.05})
@@ -107,7 +106,7 @@ def test_workers_pick_up_a_promoted_model_without_a_restart(workspace, tmp_path)
 
 @pytest.mark.postgres
 def test_registry_and_reload_on_postgresql(postgres_url, tmp_path):
-    from callsense.config import Settings
+    from callsense.core.settings import Settings
     from callsense.finetune.serving import ServingWatcher
 
     ws = Workspace(Settings(data_dir=tmp_path / "pg", database_url=postgres_url))

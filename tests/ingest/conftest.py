@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from process_support import stop_process
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.ingest.pipeline import PipelineResources, build_stage
 from callsense.ingest.sources import recorded_call
 from callsense.ingest.stage import STAGE_ORDER

@@ -6,7 +6,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from callsense.ingest.events import CallChunk, decode_event
+from callsense.core.events import CallChunk, decode_event
 from callsense.ingest.transports.kafka import KafkaPublisher, ensure_topics
 
 from pipeline_support import all_done, assert_same_results, embedded_reference, result_store, wait_until

@@ -18,7 +18,7 @@ pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (
 from sqlalchemy import select  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from callsense.config import Settings  # noqa: E402
+from callsense.core.settings import Settings  # noqa: E402
 from callsense.store.schema import Sentence, Utterance  # noqa: E402
 
 from pipeline_support import all_done, result_store, wait_until  # noqa: E402
@@ -28,7 +28,7 @@ STREAMING_MODEL = "riva:callsense-whisper-en-US-streaming"
 
 @pytest.fixture(scope="module")
 def riva_address():
-    from callsense.asr.riva_server.server import RivaServer
+    from callsense.serve.riva.server import RivaServer
 
     server = RivaServer(Settings(), host="127.0.0.1", port=0, workers=16).start()
     try:

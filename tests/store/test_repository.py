@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from callsense.ingest.events import (
+from callsense.ingest.results import result_rows
+from callsense.core.events import (
     CallOpened, CallSegmented, DeadLetter, ScoredUtterance, Sentence, SentenceSentiment,
 )
 from callsense.store.db import make_engine
@@ -43,9 +44,9 @@ def test_redelivery_never_duplicates_and_call_completes(store):
         scored(cid, 1, 0, ["I was charged twice."], ["negative"]),
         CallSegmented(call_id=cid, utterances_per_channel={0: 1, 1: 1}, duration_s=20.0),
     ]
-    store.apply(events)
-    store.apply(events[1:3])  # at-least-once delivery repeats messages
-    store.apply(list(reversed(events)))
+    store.apply(result_rows(events))
+    store.apply(result_rows(events[1:3]))  # at-least-once delivery repeats messages
+    store.apply(result_rows(list(reversed(events))))
     assert count(store, Utterance, cid) == 2
     assert count(store, SentenceRow, cid) == 3
     summary = store.summary(cid)
@@ -56,24 +57,24 @@ def test_redelivery_never_duplicates_and_call_completes(store):
 
 def test_call_is_processing_until_every_utterance_is_stored(store):
     cid = f"c-{uuid.uuid4().hex[:8]}"
-    store.apply([CallSegmented(call_id=cid, utterances_per_channel={0: 2}, duration_s=9.0),
-                 scored(cid, 0, 1, ["Second."], ["neutral"])])
+    store.apply(result_rows([CallSegmented(call_id=cid, utterances_per_channel={0: 2}, duration_s=9.0),
+                 scored(cid, 0, 1, ["Second."], ["neutral"])]))
     assert store.get_call(cid).status == "processing"
-    store.apply([scored(cid, 0, 0, ["First."], ["neutral"])])
+    store.apply(result_rows([scored(cid, 0, 0, ["First."], ["neutral"])]))
     assert store.get_call(cid).status == "done"
 
 
 def test_retranscription_with_fewer_sentences_leaves_no_stale_rows(store):
     cid = f"c-{uuid.uuid4().hex[:8]}"
-    store.apply([scored(cid, 0, 0, ["One.", "Two.", "Three."], ["neutral"] * 3)])
-    store.apply([scored(cid, 0, 0, ["One two three."], ["positive"])])
+    store.apply(result_rows([scored(cid, 0, 0, ["One.", "Two.", "Three."], ["neutral"] * 3)]))
+    store.apply(result_rows([scored(cid, 0, 0, ["One two three."], ["positive"])]))
     rows = store.sentences(cid)
     assert [(r.text, r.sentiment) for r in rows] == [("One two three.", "positive")]
 
 
 def test_dead_letter_marks_call_failed(store):
     cid = f"c-{uuid.uuid4().hex[:8]}"
-    store.apply([DeadLetter(stage="segment", call_id=cid, reason="not an audio file")])
+    store.apply(result_rows([DeadLetter(stage="segment", call_id=cid, reason="not an audio file")]))
     assert store.get_call(cid).status == "failed"
     assert any(d.call_id == cid and d.reason == "not an audio file" for d in store.dead_letters())
 
@@ -90,10 +91,12 @@ def test_an_older_store_gets_new_nullable_columns(tmp_path):
     path = tmp_path / "old.db"
     make_engine(f"sqlite:///{path}")
     con = sqlite3.connect(path)
+    # A store from before migrations: no alembic_version, and calls without audio_blob.
     con.execute("ALTER TABLE calls DROP COLUMN audio_blob")
+    con.execute("DROP TABLE alembic_version")
     con.commit()
     con.close()
     store = ResultStore(make_engine(f"sqlite:///{path}"))
-    store.apply([CallOpened(call_id="old-1", source_name="x", mode="recorded", channels=1, speakers=["agent"],
-                            started_at=1.0, audio_blob="ab" * 32)])
+    store.apply(result_rows([CallOpened(call_id="old-1", source_name="x", mode="recorded", channels=1, speakers=["agent"],
+                            started_at=1.0, audio_blob="ab" * 32)]))
     assert store.get_call("old-1").audio_blob == "ab" * 32

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from callsense.asr.base import AsrUnavailable, RecognizedSegment, create_asr_engine
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 HAS_NEMO = importlib.util.find_spec("nemo") is not None
 needs_nemo = pytest.mark.skipif(not HAS_NEMO, reason="NeMo is not installed (optional extra: pip install callsense[nemo])")

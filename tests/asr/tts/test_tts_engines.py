@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from callsense.asr.tts.base import TtsUnavailable, create_tts_engine, split_sentences, tts_engines
-from callsense.config import Settings
+from callsense.core.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_riva_tts_engine_round_trip(riva_settings, normalize):
 
 def test_riva_tts_dead_server_is_transient(pick_ports):
     pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
-    from callsense.ingest.errors import TransientError
+    from callsense.core.errors import TransientError
 
     url = f"127.0.0.1:{pick_ports(1)[0]}"
     tts = create_tts_engine(Settings(tts_engine="riva", riva_url=url, riva_retries=0, riva_tts_voice="English-US.Female-1"))

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.nlu import labels
 from callsense.dialog.nlu.base import NO_MATCH, NluResult, NluUnavailable, create_nlu, nlu_backends
-from callsense.dialog.nlu.embedded import DEFAULT_MODEL_DIR, EmbeddedNlu, repair_bio
+from callsense.dialog.nlu.embedded import EmbeddedNlu
+from callsense.nlp.intent_slot.model import DEFAULT_MODEL_DIR, repair_bio
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import random
 
 import pytest
 
-from callsense.config import Settings
+from callsense.core.settings import Settings
 from callsense.dialog.nlu.data import nemo_files
 from callsense.dialog.nlu.data.generate_retail import DEFAULT_OUT as DATA_DIR
-from callsense.dialog.nlu.embedded import DEFAULT_MODEL_DIR, EmbeddedNlu
+from callsense.dialog.nlu.embedded import EmbeddedNlu
+from callsense.nlp.intent_slot.model import DEFAULT_MODEL_DIR
 
 # Measured on the held-out test split when the model was built (int8: intent accuracy 0.950,
 # slot F1 0.852; see the model's README.md); the floors leave room for run-to-run noise only.

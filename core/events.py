@@ -1,0 +1,175 @@
+"""Every record that travels between pipeline stages, declared once.
+
+Events are pydantic models with a `kind` tag so the same JSON goes over Kafka and through
+the in-process transport. Audio rides inside an event while it is small and by claim-check
+(a content-addressed blob reference) when it is large: see `AudioRef`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, TypeAdapter
+
+from callsense.core.claims import AudioRef, ClaimModel
+
+
+class EventModel(ClaimModel):
+    pass
+
+
+class CallRecorded(EventModel):
+    """A finished recording (any format ffmpeg reads) entering the pipeline."""
+
+    kind: Literal["call_recorded"] = "call_recorded"
+    call_id: str
+    source_name: str
+    audio: AudioRef
+    agent_id: str | None = None
+    received_at: float = Field(default_factory=time.time)
+
+
+class CallChunk(EventModel):
+    """One piece of a live call, in order by `seq`. PCM is interleaved per channel."""
+
+    kind: Literal["call_chunk"] = "call_chunk"
+    call_id: str
+    seq: int
+    sample_rate: int
+    channels: int
+    encoding: Literal["s16le", "mulaw", "alaw"] = "s16le"
+    pcm: bytes = b""
+    final: bool = False
+    agent_id: str | None = None
+    source_name: str = "live"
+    stream_started_at: float
+    sent_at: float = Field(default_factory=time.time)
+
+
+class CallOpened(EventModel):
+    kind: Literal["call_opened"] = "call_opened"
+    call_id: str
+    source_name: str
+    mode: Literal["recorded", "live"]
+    channels: int
+    speakers: list[str]
+    agent_id: str | None = None
+    started_at: float
+    audio_blob: str | None = None  # the original recording in the blob store
+
+
+class UtteranceSpan(EventModel):
+    index: int
+    start: float  # seconds from the start of the call
+    end: float
+    offset: float  # where this utterance begins inside the batch's audio
+
+
+class UtteranceBatch(EventModel):
+    """One or more utterances of one channel, their 16 kHz s16le audio back to back, so
+    one ASR pass can serve several short utterances (Whisper costs the same per window)."""
+
+    kind: Literal["utterance_batch"] = "utterance_batch"
+    call_id: str
+    channel: int
+    speaker: str
+    agent_id: str | None = None
+    utterances: list[UtteranceSpan]
+    audio: AudioRef
+    # Wall-clock time the call started, for live calls (latency accounting).
+    live_started_at: float | None = None
+
+
+class CallSegmented(EventModel):
+    """Sent once a call's audio is fully segmented: how many utterances to expect."""
+
+    kind: Literal["call_segmented"] = "call_segmented"
+    call_id: str
+    utterances_per_channel: dict[int, int]
+    duration_s: float
+
+
+class Word(EventModel):
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+class SentenceSentiment(EventModel):
+    label: Literal["negative", "neutral", "positive"]
+    confidence: float
+    model: str
+
+
+class Sentence(EventModel):
+    index: int
+    text: str
+    start: float
+    end: float
+    words: list[Word] = []
+    sentiment: SentenceSentiment | None = None
+
+
+class TranscribedUtterance(EventModel):
+    kind: Literal["transcribed"] = "transcribed"
+    call_id: str
+    channel: int
+    speaker: str
+    agent_id: str | None = None
+    index: int
+    start: float
+    end: float
+    text: str
+    confidence: float | None = None
+    asr_model: str
+    sentences: list[Sentence]
+    live_started_at: float | None = None
+    sentiment_model: str | None = None
+
+
+class ScoredUtterance(TranscribedUtterance):
+    """A transcribed utterance whose sentences all carry a sentiment."""
+
+    kind: Literal["scored"] = "scored"  # type: ignore[assignment]
+
+
+class DeadLetter(EventModel):
+    kind: Literal["dead_letter"] = "dead_letter"
+    stage: str
+    call_id: str | None = None
+    reason: str
+    detail: str = ""
+    # False when the call goes on without the bad part (a gap in a live call).
+    fatal: bool = True
+    at: float = Field(default_factory=time.time)
+
+
+Event = Annotated[
+    Union[
+        CallRecorded,
+        CallChunk,
+        CallOpened,
+        UtteranceBatch,
+        CallSegmented,
+        TranscribedUtterance,
+        ScoredUtterance,
+        DeadLetter,
+    ],
+    Field(discriminator="kind"),
+]
+
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def encode_event(event: EventModel) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode_event(data: bytes) -> EventModel:
+    return _adapter.validate_json(data)
+
+
+def event_key(event: EventModel) -> str | None:
+    return getattr(event, "call_id", None)

@@ -1,0 +1,245 @@
+"""The segment stage: a call's audio in, utterance batches per channel out.
+
+Recorded calls are decoded whole and their utterances packed into ASR windows. Live calls
+arrive as ordered chunks; each channel runs the same endpointer incrementally and an
+utterance is sent on as soon as its end is detected. With `live_asr=riva-streaming` live
+calls are left to the live-transcribe stage (`ingest/stages/live_transcribe.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from callsense.core.settings import Settings
+from callsense.store.blobs import BlobStore
+from callsense.audio.decode import AudioLimits, collapse_dual_mono, decode_audio
+from callsense.audio.g711 import pcm_to_int16
+from callsense.audio.pcm import float_to_s16le
+from callsense.audio.resample import TARGET_RATE, StreamResampler
+from callsense.core.errors import BadInput
+from callsense.core.events import (
+    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan,
+)
+from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
+from callsense.ingest.stage import dead_letter
+from callsense.audio.vad import (
+    EndpointerOptions, SileroModel, Span, SpeechProbabilityStream, UtteranceEndpointer, speech_spans,
+)
+
+log = logging.getLogger("callsense.segment")
+
+# Silence put between packed utterances so the recognizer does not run words together.
+GAP_S = 0.3
+
+
+def missing_chunks_letter(stage: str, ch: CallChunk, gap: MissingChunks, window: int) -> DeadLetter:
+    """The non-fatal dead letter of a live call's gap (the stage fills it with silence)."""
+    return dead_letter(stage, ch, f"live call {ch.call_id}: chunks {gap.first}..{gap.last} never arrived "
+                                  f"within a window of {window}; filled with {gap.count} chunks of silence", fatal=False)
+
+
+def endpointer_options(settings: Settings, live: bool = False) -> EndpointerOptions:
+    return EndpointerOptions(
+        threshold=settings.vad_threshold,
+        min_silence_ms=settings.live_min_silence_ms if live else settings.vad_min_silence_ms,
+        speech_pad_ms=settings.vad_speech_pad_ms,
+        max_utterance_s=settings.vad_max_utterance_s,
+    )
+
+
+@dataclass
+class _LiveChannel:
+    resampler: StreamResampler
+    probs: SpeechProbabilityStream
+    endpointer: UtteranceEndpointer
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    base: int = 0  # sample index of audio[0] from the start of the call
+    count: int = 0
+
+
+@dataclass
+class _LiveCall:
+    call_id: str
+    channels: list[_LiveChannel]
+    speakers: list[str]
+    agent_id: str | None
+    stream_started_at: float
+    chunk_samples: int = 1600
+
+
+class CallSegmenter:
+    name = "segment"
+    inputs = ("calls",)
+
+    def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None):
+        self.settings = settings
+        self.blobs = blobs
+        self.vad = vad or SileroModel()
+        self._live: dict[str, _LiveCall] = {}
+        self._order = ChunkReorderBuffer(settings.live_reorder_window, self.name)
+        # With live_asr=riva-streaming the live-transcribe stage owns live calls.
+        self.segments_live_calls = settings.live_asr == "vad"
+        self.limits = AudioLimits.from_settings(settings)
+        self._refused: dict[str, None] = {}  # live calls refused at their first chunk (insertion ordered, bounded)
+
+    def open_calls(self) -> set[str]:
+        """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
+        return self._order.open_calls()
+
+    def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
+        out: list[EventModel] = []
+        for ev in events:
+            if isinstance(ev, CallRecorded):
+                out.extend(self._recorded(ev))
+            elif isinstance(ev, CallChunk) and self.segments_live_calls:
+                out.extend(self._chunk(ev))
+        return out
+
+    # ---- recorded calls ------------------------------------------------------------
+
+    def _recorded(self, ev: CallRecorded) -> list[EventModel]:
+        decoded = decode_audio(self.blobs.get(ev.audio), self.settings.decoder, self.limits)
+        channels = collapse_dual_mono(decoded.channels)
+        n = channels.shape[0]
+        speakers = [self.settings.role_of_channel(c, n) for c in range(n)]
+        out: list[EventModel] = [CallOpened(
+            call_id=ev.call_id, source_name=ev.source_name, mode="recorded", channels=n,
+            speakers=speakers, agent_id=ev.agent_id, started_at=ev.received_at, audio_blob=ev.audio.blob)]
+        per_channel: dict[int, int] = {}
+        opts = endpointer_options(self.settings)
+        for c in range(n):
+            spans = speech_spans(channels[c], self.vad, opts)
+            per_channel[c] = len(spans)
+            out.extend(self._pack(ev, c, speakers[c], channels[c], spans))
+        out.append(CallSegmented(call_id=ev.call_id, utterances_per_channel=per_channel, duration_s=decoded.duration_s))
+        return out
+
+    def _pack(self, ev: CallRecorded, channel: int, speaker: str, audio: np.ndarray, spans: list[Span]) -> list[UtteranceBatch]:
+        window = self.settings.asr_window_s * TARGET_RATE
+        gap = np.zeros(int(GAP_S * TARGET_RATE), np.float32)
+        batches: list[UtteranceBatch] = []
+        pieces: list[np.ndarray] = []
+        utts: list[UtteranceSpan] = []
+        length = 0
+
+        def flush():
+            nonlocal pieces, utts, length
+            if utts:
+                pcm = float_to_s16le(np.concatenate(pieces))
+                batches.append(UtteranceBatch(call_id=ev.call_id, channel=channel, speaker=speaker,
+                                              agent_id=ev.agent_id, utterances=utts, audio=self.blobs.put(pcm)))
+            pieces, utts, length = [], [], 0
+
+        for i, sp in enumerate(spans):
+            size = sp.end - sp.start
+            if utts and length + gap.size + size > window:
+                flush()
+            if utts:
+                pieces.append(gap)
+                length += gap.size
+            utts.append(UtteranceSpan(index=i, start=sp.start / TARGET_RATE, end=sp.end / TARGET_RATE, offset=length / TARGET_RATE))
+            pieces.append(audio[sp.start:sp.end])
+            length += size
+        flush()
+        return batches
+
+    # ---- live calls ----------------------------------------------------------------
+
+    def _chunk(self, ch: CallChunk) -> list[EventModel]:
+        call = self._live.get(ch.call_id)
+        out: list[EventModel] = []
+        if call is None:
+            if ch.seq and ch.call_id in self._refused:
+                return out  # its first chunk was dead-lettered (and is again if redelivered); the rest is dropped
+            if not self._order.starts_call(ch):
+                return out
+            call = self._open_live(ch)
+            out.append(CallOpened(
+                call_id=ch.call_id, source_name=ch.source_name, mode="live", channels=ch.channels,
+                speakers=call.speakers, agent_id=ch.agent_id, started_at=ch.stream_started_at))
+        for item in self._order.push(ch):
+            if isinstance(item, MissingChunks):
+                out.append(missing_chunks_letter(self.name, ch, item, self.settings.live_reorder_window))
+                for c, chan in enumerate(call.channels):
+                    self._push_channel(call, chan, np.zeros(call.chunk_samples * item.count, np.float32), out, c)
+                continue
+            out.extend(self._feed(call, item))
+            if item.final:
+                out.extend(self._close_live(call))
+        return out
+
+    def _check_live_format(self, ch: CallChunk) -> None:
+        try:
+            self.limits.check(ch.sample_rate, ch.channels, None)
+        except BadInput as e:
+            self._refused[ch.call_id] = None
+            while len(self._refused) > 10_000:
+                self._refused.pop(next(iter(self._refused)))
+            raise BadInput(f"live call {ch.call_id}: bad stream format ({ch.channels} channels at {ch.sample_rate} Hz): {e}") from None
+
+    def _open_live(self, ch: CallChunk) -> _LiveCall:
+        self._check_live_format(ch)
+        opts = endpointer_options(self.settings, live=True)
+        chans = [_LiveChannel(StreamResampler(ch.sample_rate), SpeechProbabilityStream(self.vad), UtteranceEndpointer(opts))
+                 for _ in range(ch.channels)]
+        speakers = [self.settings.role_of_channel(c, ch.channels) for c in range(ch.channels)]
+        call = _LiveCall(ch.call_id, chans, speakers, ch.agent_id, ch.stream_started_at)
+        self._live[ch.call_id] = call
+        return call
+
+    def _feed(self, call: _LiveCall, chunk: CallChunk) -> list[EventModel]:
+        samples = pcm_to_int16(chunk.pcm, chunk.encoding)
+        n_ch = len(call.channels)
+        samples = samples[: samples.size - samples.size % n_ch].reshape(-1, n_ch)
+        if samples.shape[0]:
+            call.chunk_samples = int(round(samples.shape[0] * TARGET_RATE / chunk.sample_rate))
+        out: list[EventModel] = []
+        for c, chan in enumerate(call.channels):
+            self._push_channel(call, chan, chan.resampler.push(np.ascontiguousarray(samples[:, c])), out, c)
+        return out
+
+    def _push_channel(self, call: _LiveCall, chan: _LiveChannel, audio16k: np.ndarray, out: list, c: int) -> None:
+        chan.audio = np.concatenate([chan.audio, audio16k])
+        for span in chan.endpointer.push(chan.probs.push(audio16k)):
+            out.append(self._live_batch(call, chan, c, span))
+        # Keep only what an open utterance (plus its left padding) may still need.
+        keep_from = chan.endpointer.open_since
+        if keep_from is None:
+            keep_from = chan.base + chan.audio.size - int(0.5 * TARGET_RATE)
+        drop = max(0, keep_from - chan.base)
+        if drop:
+            chan.audio = chan.audio[drop:]
+            chan.base += drop
+
+    def _live_batch(self, call: _LiveCall, chan: _LiveChannel, c: int, span: Span) -> UtteranceBatch:
+        end = min(span.end, chan.base + chan.audio.size)
+        start = max(span.start, chan.base)
+        pcm = float_to_s16le(chan.audio[start - chan.base:end - chan.base])
+        idx = chan.count
+        chan.count += 1
+        return UtteranceBatch(
+            call_id=call.call_id, channel=c, speaker=call.speakers[c], agent_id=call.agent_id,
+            utterances=[UtteranceSpan(index=idx, start=start / TARGET_RATE, end=end / TARGET_RATE, offset=0.0)],
+            audio=self.blobs.put(pcm), live_started_at=call.stream_started_at,
+        )
+
+    def _close_live(self, call: _LiveCall) -> list[EventModel]:
+        out: list[EventModel] = []
+        for c, chan in enumerate(call.channels):
+            tail = chan.resampler.flush()
+            if tail.size:
+                chan.audio = np.concatenate([chan.audio, tail])
+                for span in chan.endpointer.push(chan.probs.push(tail)):
+                    out.append(self._live_batch(call, chan, c, span))
+            for span in chan.endpointer.finish():
+                out.append(self._live_batch(call, chan, c, span))
+        duration = max((ch.base + ch.audio.size) for ch in call.channels) / TARGET_RATE
+        out.append(CallSegmented(call_id=call.call_id, duration_s=duration,
+                                 utterances_per_channel={c: ch.count for c, ch in enumerate(call.channels)}))
+        del self._live[call.call_id]
+        log.debug("live call %s closed after %.1f s", call.call_id, duration)
+        return out

@@ -1,0 +1,1 @@
+"""Intent and slot recognition: the joint model shipped for the retail assistant."""

@@ -1,0 +1,1 @@
+"""Servers callsense runs for other programs."""

@@ -1,0 +1,82 @@
+"""What the store writes, as typed rows: the store knows tables, not pipeline events
+(the pipeline's store stage turns its events into these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CallOpening:
+    call_id: str
+    source_name: str
+    mode: str
+    channels: int
+    speakers: tuple[str, ...]
+    started_at: float
+    agent_id: str | None = None
+    audio_blob: str | None = None
+
+
+@dataclass(frozen=True)
+class CallSegmentation:
+    """How many utterances a call has: the call is done once that many are stored."""
+
+    call_id: str
+    utterances_expected: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class SentenceRow:
+    """A sentence without a sentiment is not stored, but still counts as one of its
+    utterance's sentences (a re-transcription with fewer deletes the stale tail)."""
+
+    index: int
+    text: str
+    start: float
+    end: float
+    sentiment: str | None = None
+    confidence: float | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class UtteranceRow:
+    call_id: str
+    channel: int
+    index: int
+    speaker: str
+    start: float
+    end: float
+    text: str
+    asr_model: str
+    sentences: tuple[SentenceRow, ...]
+    agent_id: str | None = None
+    confidence: float | None = None
+    live_started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """Input that could not be processed. `fatal` marks the call failed."""
+
+    stage: str
+    reason: str
+    at: float
+    call_id: str | None = None
+    detail: str = ""
+    fatal: bool = True
+
+
+@dataclass
+class ResultBatch:
+    """Everything one pipeline batch stores, written in one transaction."""
+
+    opened: list[CallOpening] = field(default_factory=list)
+    segmented: list[CallSegmentation] = field(default_factory=list)
+    utterances: list[UtteranceRow] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.segmented or self.utterances or self.failures)
