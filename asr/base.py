@@ -69,4 +69,4 @@ asr_engines: Registry[AsrEngine] = Registry(
 
 
 def create_asr_engine(settings: Settings) -> AsrEngine:
-    return asr_engines.get(settings.asr_engine)(settings)
+    return asr_engines.get(settings.asr.engine)(settings)

@@ -52,8 +52,8 @@ def transcribe(
     except OSError as e:
         _fail(f"cannot read {file}: {e.strerror}")
     try:
-        channels = decode_audio(data, settings.decoder).channels
-        if stream and settings.asr_engine == "riva":
+        channels = decode_audio(data, settings.pipeline.decoder).channels
+        if stream and settings.asr.engine == "riva":
             from callsense.asr.engines.riva import RivaEngine
 
             asr = RivaEngine(settings, streaming=True)  # the server's online model (CALLSENSE_RIVA_STREAMING_ASR_MODEL)
@@ -113,6 +113,27 @@ def tts(
                   f"{time.perf_counter() - t0:.2f} s)", highlight=False)
 
 
+asr_app = typer.Typer(help="Speech recognition models: build the ones made from pinned packages.", no_args_is_help=True)
+
+
+@asr_app.command("build-moonshine")
+def build_moonshine(
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: CALLSENSE_MODEL_CACHE_DIR/moonshine-base-en-int8)."),
+):
+    """Convert Moonshine base-en (MIT, in the pinned moonshine-cpp wheel) to int8 ONNX for the
+    `moonshine` engine: deterministic, checked against pinned sha256s, ~10-20 s, done once."""
+    from callsense.asr.base import AsrUnavailable
+    from callsense.asr.engines.moonshine_build import build_lock, build_moonshine_model, default_model_dir
+
+    folder = out or default_model_dir(_settings())
+    try:
+        with build_lock(folder):
+            build_moonshine_model(folder, progress=lambda msg: console.print(msg, highlight=False))
+    except AsrUnavailable as e:
+        _fail(str(e))
+
+
 def register(app: typer.Typer) -> None:
     app.command("transcribe")(transcribe)
     app.command("tts")(tts)
+    app.add_typer(asr_app, name="asr")

@@ -28,8 +28,8 @@ class AudioLimits:
 
     @classmethod
     def from_settings(cls, settings) -> "AudioLimits":
-        return cls(max_seconds=settings.max_call_seconds, max_channels=settings.max_channels,
-                   min_rate=settings.min_sample_rate, max_rate=settings.max_sample_rate)
+        return cls(max_seconds=settings.pipeline.max_call_seconds, max_channels=settings.pipeline.max_channels,
+                   min_rate=settings.pipeline.min_sample_rate, max_rate=settings.pipeline.max_sample_rate)
 
     def check(self, rate: int, channels: int, duration_s: float | None) -> None:
         if channels < 1 or channels > self.max_channels:

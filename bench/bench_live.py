@@ -122,7 +122,7 @@ def main() -> None:
                   f"{len(lat)} sentences in {time.time() - t0:.0f} s")
             print(f"sentence end -> stored row: p50 {percentile(lat, 0.5):.0f} ms, p95 {percentile(lat, 0.95):.0f} ms, "
                   f"max {max(lat):.0f} ms")
-            print(f"(includes the endpointer's {settings.live_min_silence_ms} ms of silence that ends an utterance)")
+            print(f"(includes the endpointer's {settings.pipeline.live_min_silence_ms} ms of silence that ends an utterance)")
             # A backlog shows as latency growing over the run; a fixed cost as a flat line.
             timed = sorted(((s.ended_at - t0), (s.stored_at - s.ended_at) * 1000) for i in ids for s in store.sentences(i) if s.ended_at)
             thirds = [timed[k * len(timed) // 3:(k + 1) * len(timed) // 3] for k in range(3)]

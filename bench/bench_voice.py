@@ -102,7 +102,7 @@ def run(turns: int, nlu_name: str, url: str) -> dict:
     first = stats("first_audio_ms")
     return {
         "asr": voice.asr.model_id, "tts": voice.tts.model_id, "nlu": getattr(nlu, "name", nlu_name),
-        "cpu_threads": settings.cpu_threads, "whisper_beam_size": settings.whisper_beam_size,
+        "cpu_threads": settings.cpu_threads, "whisper_beam_size": settings.asr.whisper_beam_size,
         "turns": len(rows), "engines_load_s": round(load_s, 2),
         "audio_s_mean": round(statistics.fmean(r["audio_s"] for r in rows), 2),
         "first_audio_ms": first, "decode_vad_ms": stats("decode_vad_ms"), "asr_ms": stats("asr_ms"),

@@ -49,8 +49,9 @@ def _known_errors():
     from callsense.ingest.transports.kafka import BrokerUnavailable
     from callsense.nlp.sentiment.base import SentimentUnavailable
     from callsense.core.registry import UnknownBackend
+    from callsense.nlp.categories import CategoryRulesError
 
-    return (AsrUnavailable, SentimentUnavailable, BrokerUnavailable, UnknownBackend)
+    return (AsrUnavailable, SentimentUnavailable, BrokerUnavailable, UnknownBackend, CategoryRulesError)
 
 
 # `callsense process` exit statuses (documented in its --help).
@@ -67,22 +68,30 @@ def _gave_up(message: str) -> None:
 
 @app.command()
 def process(
-    files: List[Path] = typer.Argument(..., help="Audio files or folders (MP3, WAV, FLAC, OGG, M4A; one speaker per channel)."),
+    files: List[Path] = typer.Argument(..., help="Audio files or folders (MP3, WAV, FLAC, OGG, M4A; one speaker per channel), "
+                                                 "chats (.jsonl, 'Name: text' .txt/.log) and emails (.eml, .mbox)."),
     agent: Optional[str] = typer.Option(None, help="Agent id to attach to these calls."),
     database_url: Optional[str] = typer.Option(None, help="Store URL (default: SQLite in the data dir, or CALLSENSE_DATABASE_URL)."),
 ):
     """Process recorded calls in this process (embedded mode: no Kafka, no GPU) and print a summary per call.
 
+    Chats (.jsonl of {speaker, time, text}, or .txt/.log/.chat of "[12:01:33] Name: text" lines)
+    and emails (.eml, .mbox: one conversation per thread, quoted replies removed) become
+    conversations of mode `text`: the agent is a speaker listed in CALLSENSE_TEXT_AGENT_NAMES,
+    else each conversation's first speaker (see ingest/conversations.py). A malformed chat or
+    email file is a dead letter like a refused recording.
+
     Inputs that are not regular files, are larger than CALLSENSE_MAX_INPUT_BYTES, or whose
     audio is refused (rate, channels, duration limits, unreadable header) become dead letters
     (`callsense dead-letters`) and the rest of the batch goes on. Exit status: 0 when every
     input was processed, 3 when some were refused or failed, 1 when the run itself failed,
-    75 when the database stayed unavailable longer than CALLSENSE_STORE_OUTAGE_GIVE_UP_S
+    75 when the database or a Riva server stayed unavailable longer than CALLSENSE_OUTAGE_GIVE_UP_S
     (a failed write is retried with backoff until then; the line printed names what was not stored)."""
     from sqlalchemy.exc import OperationalError
 
     from callsense.core.errors import BadInput, OutageGaveUp
     from callsense.ingest.pipeline import PipelineResources, build_stage
+    from callsense.ingest.conversations import is_text_input, text_calls
     from callsense.ingest.sources import display_name, expand_inputs, recorded_call
     from callsense.ingest.stage import STAGE_ORDER, dead_letter
     from callsense.ingest.transports.inprocess import InProcessTransport
@@ -93,11 +102,13 @@ def process(
     settings = _settings(database_url=database_url)
     paths = expand_inputs(files)
     if not paths:
-        _fail("no audio files found in the given paths")
+        _fail("no audio, chat or email files found in the given paths")
     res = PipelineResources(settings)
     rows = []
-    outage = Outage(f"the database at {describe_url(settings.resolved_database_url)}", settings.store_outage_give_up_s,
-                    logging.getLogger("callsense.store"))
+    handled = 0
+    # Named by what the pipeline needs; each retry's reason says which service failed.
+    outage = Outage(f"the pipeline's services (database at {describe_url(settings.resolved_database_url)}, ASR, sentiment)",
+                    settings.pipeline.outage_give_up_s, logging.getLogger("callsense.pipeline"))
     try:
         with console.status("Loading models (speech recognition, sentiment) ..."):
             while True:
@@ -116,21 +127,32 @@ def process(
                 bar.update(task, description=f"Processing {name}")
                 t0 = time.perf_counter()
                 try:
-                    ev = recorded_call(path, res.blobs, agent_id=agent, settings=settings)
+                    if is_text_input(path):  # a chat or email file: conversations of mode text
+                        text = text_calls(path, settings, agent_id=agent)
+                    else:
+                        ev = recorded_call(path, res.blobs, agent_id=agent, settings=settings)
                 except BadInput as e:
                     transport.publish([dead_letter("ingest", None, f"{name}: refused: {e}")])
                     transport.drain()
                     rows.append((name, None, f"refused: {e}", time.perf_counter() - t0))
+                    handled += 1
                     bar.advance(task)
                     continue
-                transport.publish([ev])
-                transport.drain()
-                rows.append((name, ev.call_id, None, time.perf_counter() - t0))
+                if is_text_input(path):
+                    for conv in text:  # an mbox may hold several threads: a row each
+                        transport.publish(conv.events)
+                        transport.drain()
+                        rows.append((conv.source_name, conv.call_id, None, time.perf_counter() - t0))
+                else:
+                    transport.publish([ev])
+                    transport.drain()
+                    rows.append((name, ev.call_id, None, time.perf_counter() - t0))
+                handled += 1
                 bar.advance(task)
     except OutageGaveUp as e:
-        left = [display_name(p) for p in paths[len(rows):]]  # a row per input handled, in order
+        left = [display_name(p) for p in paths[handled:]]  # inputs handled, in order
         _gave_up(f"{e}; not stored: {len(left)} of {len(paths)} inputs ({', '.join(left)}); "
-                 f"run `callsense process` on them again once the database is back")
+                 f"run `callsense process` on them again once the service is back")
     except _known_errors() as e:
         _fail(str(e))
     except OperationalError as e:
@@ -181,6 +203,7 @@ def produce(
     sent are named and the exit status is 75."""
     from callsense.core.errors import BadInput, OutageGaveUp
     from callsense.ingest.pipeline import PipelineResources
+    from callsense.ingest.conversations import is_text_input, text_calls
     from callsense.ingest.sources import display_name, expand_inputs, recorded_call
     from callsense.ingest.stage import dead_letter
     from callsense.ingest.transports.kafka import KafkaPublisher, ensure_topics
@@ -199,12 +222,21 @@ def produce(
         for path in inputs:
             name = display_name(path)
             try:
-                ev = recorded_call(path, res.blobs, agent_id=agent, settings=settings)
+                if is_text_input(path):  # chats and emails: their events enter at the sentiment stage's topic
+                    text = text_calls(path, settings, agent_id=agent)
+                else:
+                    ev = recorded_call(path, res.blobs, agent_id=agent, settings=settings)
             except BadInput as e:
                 # To the dead-letter topic: the store stage lists it in `callsense dead-letters`.
                 pub.publish([dead_letter("ingest", None, f"{name}: refused: {e}")])
                 err.print(f"[yellow]refused[/] {escape(name)}: {escape(str(e))}")
                 refused += 1
+                handled += 1
+                continue
+            if is_text_input(path):
+                for conv in text:
+                    pub.publish(conv.events)
+                    console.print(f"published {escape(conv.source_name)} as conversation [bold]{conv.call_id}[/]")
                 handled += 1
                 continue
             pub.publish([ev])
@@ -217,6 +249,105 @@ def produce(
         _gave_up(f"{e}" + (f"; never read: {len(never)} files ({', '.join(never)})" if never else ""))
     pub.close()
     if refused:
+        raise typer.Exit(EXIT_SOME_REFUSED)
+
+
+@app.command("import-dataset")
+def import_dataset(
+    path: Path = typer.Argument(..., help="A folder tree (one sub-folder per conversation) or a NeMo-style JSONL manifest."),
+    agent: Optional[str] = typer.Option(None, help="Agent id to attach to these conversations."),
+    database_url: Optional[str] = typer.Option(None, help="Store URL (default: SQLite in the data dir, or CALLSENSE_DATABASE_URL)."),
+):
+    """Import a pre-split dataset (one file per utterance) as calls, embedded like `process`.
+
+    A folder tree: one sub-folder per conversation, its audio files in order of their names;
+    a file's speaker is a CALLSENSE_CHANNEL_ROLES role written as a word of its name
+    (`0001_agent.wav`), else its sub-folder (`call1/customer/0002.wav`). A manifest: JSON
+    lines {"audio_filepath", "duration", "offset"?, "speaker"?, "conversation"? or "call_id"?,
+    "text"?}, grouped by conversation (else the audio file's folder), in manifest order; paths
+    are relative to the manifest's folder and must stay inside it. Every file is checked like a
+    recorded call; refused files and entries are dead letters and the rest goes on. Where the
+    manifest has reference texts, the word error rate is printed (they are not stored).
+    Exit status: 0, or 3 when something was refused (see `callsense dead-letters`), 1 or 75 as `process`."""
+    from sqlalchemy.exc import OperationalError
+
+    from callsense.core.errors import BadInput, OutageGaveUp
+    from callsense.ingest.datasets import conversation_call, list_dataset, word_error_rate
+    from callsense.ingest.pipeline import PipelineResources, build_stage
+    from callsense.ingest.stage import STAGE_ORDER, dead_letter
+    from callsense.ingest.transports.inprocess import InProcessTransport
+    from callsense.ingest.transports.outage import Outage
+    from callsense.store.db import describe_url
+
+    _setup_logging(logging.WARNING)
+    settings = _settings(database_url=database_url)
+    try:
+        dataset = list_dataset(path, settings)
+    except (BadInput, OSError) as e:
+        _fail(f"{escape(str(path))}: {escape(str(e))}")
+    if not dataset.conversations and not dataset.refused:
+        _fail(f"no audio files found in {escape(str(path))}")
+    res = PipelineResources(settings)
+    rows = []
+    refused = len(dataset.refused)
+    references: list[tuple[str, dict]] = []
+    outage = Outage(f"the pipeline's services (database at {describe_url(settings.resolved_database_url)}, ASR, sentiment)",
+                    settings.pipeline.outage_give_up_s, logging.getLogger("callsense.pipeline"))
+    done = 0
+    try:
+        with console.status("Loading models (speech recognition, sentiment) ..."):
+            while True:
+                try:
+                    transport = InProcessTransport([build_stage(n, res) for n in STAGE_ORDER], outage=outage)
+                    break
+                except OperationalError as e:
+                    outage.failed(str(e.orig))
+                    outage.wait()
+            outage.ok()
+        if dataset.refused:
+            transport.publish([dead_letter("ingest", None, reason) for reason in dataset.refused])
+            transport.drain()
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("Importing conversations", total=len(dataset.conversations))
+            for conv in dataset.conversations:
+                bar.update(task, description=f"Importing {conv.name} ({len(conv.files)} files)")
+                t0 = time.perf_counter()
+                try:
+                    call = conversation_call(conv, res.blobs, settings, agent_id=agent)
+                except BadInput as e:
+                    transport.publish([dead_letter("ingest", None, f"{conv.name}: refused: {e}")])
+                    transport.drain()
+                    rows.append((conv.name, None, f"refused: {e}", time.perf_counter() - t0))
+                else:
+                    refused += sum(1 for ev in call.events if ev.kind == "dead_letter")
+                    transport.publish(call.events)
+                    transport.drain()
+                    rows.append((conv.name, call.call_id, None, time.perf_counter() - t0))
+                    if call.references:
+                        references.append((call.call_id, call.references))
+                done += 1
+                bar.advance(task)
+    except OutageGaveUp as e:
+        left = [c.name for c in dataset.conversations[done:]]
+        _gave_up(f"{e}; not stored: {len(left)} of {len(dataset.conversations)} conversations ({', '.join(left)}); "
+                 f"run `callsense import-dataset` again once the service is back")
+    except _known_errors() as e:
+        _fail(str(e))
+    except OperationalError as e:
+        _fail(f"cannot write to the store at {describe_url(settings.resolved_database_url)}: {e.orig}")
+    problems = _print_summaries(res.store, rows)
+    pairs = []
+    for call_id, refs in references:
+        hyps = {(u.channel, u.idx): u.text for u in res.store.utterances(call_id)}
+        pairs += [(ref, hyps.get(key, "")) for key, ref in refs.items()]
+    wer = word_error_rate(pairs)
+    if wer is not None:
+        console.print(f"Word error rate against the manifest's reference texts: [bold]{wer:.1%}[/] ({len(pairs)} utterances)")
+    console.print(f"\nResults stored in [bold]{describe_url(settings.resolved_database_url)}[/]")
+    if problems or refused:
+        console.print(f"{problems} conversations and {refused} files or entries were refused or failed: "
+                      "see [bold]callsense dead-letters[/].")
         raise typer.Exit(EXIT_SOME_REFUSED)
 
 
@@ -292,10 +423,10 @@ def worker(
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     settings = _settings()
     try:
-        names = parse_stage_names(stages or settings.worker_stages, settings.live_asr)
+        names = parse_stage_names(stages or settings.pipeline.worker_stages, settings.pipeline.live_asr)
     except ValueError as e:
         _fail(str(e))
-    if settings.live_asr == "riva-streaming" and "segment" in names and "live-transcribe" not in names:
+    if settings.pipeline.live_asr == "riva-streaming" and "segment" in names and "live-transcribe" not in names:
         logging.getLogger("callsense").warning(
             "CALLSENSE_LIVE_ASR=riva-streaming: this worker's segment stage skips live calls; "
             "run the live-transcribe stage in some worker (--stages all includes it)")
@@ -307,7 +438,7 @@ def worker(
         res = PipelineResources(settings)
         try:
             built = [build_stage(n, res) for n in names]
-            logging.getLogger("callsense").info("worker running %s against %s", ", ".join(names), settings.kafka_bootstrap)
+            logging.getLogger("callsense").info("worker running %s against %s", ", ".join(names), settings.pipeline.kafka_bootstrap)
             run_worker(settings, built, stop)
         except OutageGaveUp as e:
             _gave_up(f"{e}; inputs not committed are processed again by the next worker")
@@ -521,7 +652,7 @@ def kafka_status(home: Optional[Path] = typer.Option(None)):
 
 # Commands owned by other packages (dashboard, dialog, riva-serve, finetune) register
 # themselves through `register(app)` in their package's cli module.
-_COMMAND_MODULES = ("callsense.dashboard.cli", "callsense.dialog.cli", "callsense.asr.cli", "callsense.serve.riva.cli",
+_COMMAND_MODULES = ("callsense.ingest.cli", "callsense.dashboard.cli", "callsense.dialog.cli", "callsense.asr.cli", "callsense.serve.riva.cli",
                     "callsense.finetune.cli")
 
 

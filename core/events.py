@@ -51,7 +51,9 @@ class CallOpened(EventModel):
     kind: Literal["call_opened"] = "call_opened"
     call_id: str
     source_name: str
-    mode: Literal["recorded", "live"]
+    # text: a chat or email conversation (no audio; it enters at the sentiment stage's topic);
+    # dataset: a pre-split dataset's conversation (one file per utterance, `import-dataset`).
+    mode: Literal["recorded", "live", "text", "dataset"]
     channels: int
     speakers: list[str]
     agent_id: str | None = None
@@ -110,6 +112,8 @@ class Sentence(EventModel):
     end: float
     words: list[Word] = []
     sentiment: SentenceSentiment | None = None
+    # RMS level of the sentence's audio in dBFS, set where the audio is at hand (the transcribe stage).
+    loudness_dbfs: float | None = None
 
 
 class TranscribedUtterance(EventModel):

@@ -46,9 +46,9 @@ def riva_modules(error: type[Exception] = RivaSetupError):
 
 def grpc_metadata(settings: Settings, error: type[Exception] = RivaSetupError) -> list[list[str]]:
     pairs: list[list[str]] = []
-    if settings.riva_api_key:
-        pairs.append(["authorization", f"Bearer {settings.riva_api_key}"])
-    for item in settings.riva_metadata.split(","):
+    if settings.riva.api_key:
+        pairs.append(["authorization", f"Bearer {settings.riva.api_key}"])
+    for item in settings.riva.metadata.split(","):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
@@ -92,16 +92,16 @@ class RivaConnection:
     def __init__(self, settings: Settings, *, setup_error: type[Exception] = RivaSetupError):
         riva = riva_modules(setup_error)
         self.settings = settings
-        self.url = settings.riva_url
-        use_ssl = settings.riva_use_ssl or settings.riva_ssl_cert is not None
+        self.url = settings.riva.url
+        use_ssl = settings.riva.use_ssl or settings.riva.ssl_cert is not None
         for name in ("riva_ssl_cert", "riva_ssl_client_cert", "riva_ssl_client_key"):
             path = getattr(settings, name)
             if path is not None and not Path(path).is_file():
                 raise setup_error(f"{name.upper()} points to {path}, which is not a file (CALLSENSE_{name.upper()})")
         self.auth = riva.Auth(
-            ssl_root_cert=settings.riva_ssl_cert, use_ssl=use_ssl, uri=settings.riva_url,
+            ssl_root_cert=settings.riva.ssl_cert, use_ssl=use_ssl, uri=settings.riva.url,
             metadata_args=grpc_metadata(settings, setup_error),
-            ssl_client_cert=settings.riva_ssl_client_cert, ssl_client_key=settings.riva_ssl_client_key,
+            ssl_client_cert=settings.riva.ssl_client_cert, ssl_client_key=settings.riva.ssl_client_key,
             options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      # A restarted server is reached within seconds (gRPC's default backoff
@@ -122,8 +122,8 @@ class RivaConnection:
         raise `unavailable` (transient) or `permanent` with one line naming URL and model."""
         import grpc
 
-        retries = self.settings.riva_retries if retries is None else retries
-        timeout_s = self.settings.riva_timeout_s
+        retries = self.settings.riva.retries if retries is None else retries
+        timeout_s = self.settings.riva.timeout_s
         what = f"Riva {service} at {self.url} (model {model or 'chosen by the server'})"
 
         def attempt() -> T:
@@ -142,7 +142,7 @@ class RivaConnection:
 
         retrying = Retrying(
             stop=stop_after_attempt(retries + 1),
-            wait=wait_exponential(multiplier=self.settings.riva_retry_backoff_s, max=10.0),
+            wait=wait_exponential(multiplier=self.settings.riva.retry_backoff_s, max=10.0),
             retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
             before_sleep=before_sleep, reraise=True,
         )

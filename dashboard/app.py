@@ -110,14 +110,14 @@ def main() -> None:
         def show_sign_in() -> None:
             sign_in_form(UserDirectory(engine, users_file(settings)), settings)
 
-        keys = ["sign-in", *(spec.key for spec in load_pages(settings.dashboard_page_modules))]
+        keys = ["sign-in", *(spec.key for spec in load_pages(settings.dashboard.page_modules))]
         st.navigation([st.Page(_named(show_sign_in, key), title="Sign in", url_path=key, default=i == 0)
                        for i, key in enumerate(keys)], position="hidden").run()
         return
-    data = DashboardData(engine, user, live_window_h=settings.dashboard_live_window_h,
-                         negative_streak_n=settings.dashboard_negative_streak)
+    data = DashboardData(engine, user, live_window_h=settings.dashboard.live_window_h,
+                         negative_streak_n=settings.dashboard.negative_streak)
     ctx = PageContext(settings=settings, user=user, data=data, engine=engine)
-    specs = pages_for(user, settings.dashboard_page_modules)
+    specs = pages_for(user, settings.dashboard.page_modules)
     home = home_page(specs, user)
     pages = {spec.key: st.Page(_runner(spec, ctx), title=spec.title, icon=spec.icon, url_path=spec.key, default=spec is home)
              for spec in specs}

@@ -42,7 +42,7 @@ class UsersFileError(ValueError):
 
 
 def users_file(settings: Settings) -> Path:
-    return settings.dashboard_users_file or settings.data_dir / "dashboard-users.yaml"
+    return settings.dashboard.users_file or settings.data_dir / "dashboard-users.yaml"
 
 
 def hash_password(password: str) -> str:

@@ -23,7 +23,8 @@ from sqlmodel import Session
 
 from callsense.dashboard.analytics import LABELS, Streak, TalkStats, negative_streak, talk_stats
 from callsense.store.review import LabelledSentence, LabelReview, labelled_sentences  # noqa: F401  (labelled_sentences: the pages' import)
-from callsense.store.schema import Call, Sentence, Utterance
+from callsense.nlp.characteristics import CallCharacteristics, Spoken, characteristics
+from callsense.store.schema import Call, CallCategory, Sentence, Utterance
 
 DAY = 86400.0
 SPEAKERS = ("agent", "customer")
@@ -123,6 +124,25 @@ class ReviewItem:
     @property
     def key(self) -> SentenceKey:
         return SentenceKey.of(self.sentence)
+
+
+@dataclass(frozen=True)
+class CallTrend:
+    call_id: str
+    started_at: float
+    agent_wpm: float | None
+    customer_wpm: float | None
+    agent_loudness_dbfs: float | None
+    customer_loudness_dbfs: float | None
+    silence_share: float | None
+    longest_silence_s: float
+    interruptions: int
+    agent_interruptions: int
+    categories: tuple[str, ...] = ()
+
+
+def _spoken(s: Sentence) -> Spoken:
+    return Spoken(s.speaker, s.start, s.end, s.text, s.sentiment, s.loudness_dbfs)
 
 
 def _empty_counts() -> dict[str, int]:
@@ -361,6 +381,76 @@ class DashboardData:
             if speaker == "customer":
                 per.setdefault(call_id, _empty_counts())[label] += n
         return [CallRow(c, totals.get(c.id, 0), per.get(c.id, _empty_counts())) for c in calls]
+
+    # ---- characteristics and categories ------------------------------------------------
+
+    def characteristics(self, call_id: str, sentences: Sequence[Sentence] | None = None) -> CallCharacteristics:
+        """Talk speed, loudness, silences and interruptions of a call (what is stored so far)."""
+        call = self.call(call_id)
+        if call is None:
+            return characteristics([])
+        rows = self.sentences(call_id) if sentences is None else sentences
+        done = call.status != "processing"
+        return characteristics([_spoken(s) for s in rows], call.duration_s if done else None)
+
+    def categories(self, call_id: str) -> list[CallCategory]:
+        return self.categories_of([call_id]).get(call_id, [])
+
+    def categories_of(self, call_ids: Sequence[str]) -> dict[str, list[CallCategory]]:
+        """Per call (of those this user may read): its categories in the order they matched in the call."""
+        ids = sorted(set(call_ids))
+        if not ids:
+            return {}
+        out: dict[str, list[CallCategory]] = {}
+        with Session(self.engine) as s:
+            for i in range(0, len(ids), 900):
+                q = (select(CallCategory).join(Call, Call.id == CallCategory.call_id)
+                     .where(CallCategory.call_id.in_(ids[i:i + 900]), self._call_scope(Call.agent_id))
+                     .order_by(CallCategory.start, CallCategory.category))
+                for row in s.exec(q).scalars():
+                    out.setdefault(row.call_id, []).append(row)
+        return out
+
+    def category_names(self) -> list[str]:
+        """Every category stored for some call this user may read."""
+        q = (select(CallCategory.category).join(Call, Call.id == CallCategory.call_id)
+             .where(self._call_scope(Call.agent_id)).distinct())
+        with Session(self.engine) as s:
+            return sorted(s.exec(q).scalars())
+
+    def agent_trends(self, agent_id: str, days: int, limit: int = 2000) -> list[CallTrend]:
+        """Per call of the agent in the period (oldest first): talk speed, loudness, silence share,
+        interruptions and categories."""
+        self._require_agent(agent_id)
+        since = self.clock() - days * DAY
+        with Session(self.engine) as s:
+            calls = list(s.exec(select(Call).where(Call.agent_id == agent_id, Call.started_at >= since,
+                                                   Call.status != "failed")
+                                .order_by(Call.started_at.desc()).limit(limit)).scalars())
+            ids = [c.id for c in calls]
+            per: dict[str, list[Spoken]] = {i: [] for i in ids}
+            for i in range(0, len(ids), 900):
+                rows = s.exec(select(Sentence.call_id, Sentence.speaker, Sentence.start, Sentence.end, Sentence.text,
+                                     Sentence.sentiment, Sentence.loudness_dbfs)
+                              .where(Sentence.call_id.in_(ids[i:i + 900]))).all()
+                for r in rows:
+                    per[r[0]].append(Spoken(*r[1:]))
+        cats = self.categories_of(ids)
+        out = []
+        for c in reversed(calls):
+            st = characteristics(per[c.id], c.duration_s if c.status != "processing" else None)
+            agent = st.speakers.get("agent")
+            customer = st.speakers.get("customer")
+            out.append(CallTrend(
+                call_id=c.id, started_at=c.started_at, agent_wpm=agent.wpm if agent else None,
+                customer_wpm=customer.wpm if customer else None,
+                agent_loudness_dbfs=agent.loudness_dbfs if agent else None,
+                customer_loudness_dbfs=customer.loudness_dbfs if customer else None,
+                silence_share=st.silence_share, longest_silence_s=st.longest_silence.length if st.longest_silence else 0.0,
+                interruptions=len(st.interruptions),
+                agent_interruptions=agent.interruptions if agent else 0,
+                categories=tuple(k.category for k in cats.get(c.id, []))))
+        return out
 
     # ---- review ----------------------------------------------------------------------
 

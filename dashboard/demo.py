@@ -10,7 +10,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from callsense.ingest.categories import CategoryEvaluator
 from callsense.ingest.results import result_rows
+from callsense.nlp.categories import RuleSet, load_rules
 from callsense.core.events import CallOpened, CallSegmented, EventModel, ScoredUtterance, Sentence, SentenceSentiment
 
 # (speaker, text, sentiment) turns; a customer's sentiment may be re-drawn per agent.
@@ -116,12 +118,29 @@ def utterance_events(call_id: str, turns: Sequence[Turn], *, agent_id: str | Non
     return out
 
 
+def _write(store, events: Sequence[EventModel], rules: RuleSet | None) -> None:
+    """What the store stage does with a batch: the rows, then the category rules over the calls it touched."""
+    batch = result_rows(events)
+    store.apply(batch)
+    if rules is not None and rules.categories:
+        CategoryEvaluator(rules, store).after_batch({u.call_id for u in batch.utterances} | {s.call_id for s in batch.segmented})
+
+
+def _rules(rules: RuleSet | None | bool) -> RuleSet | None:
+    """True (the default): the rules shipped with callsense; False/None: no categories."""
+    if rules is True:
+        return load_rules()
+    return rules or None
+
+
 AGENT_MOODS = {"ag-1": -0.4, "ag-2": 0.5, "ag-3": 0.0, "ag-4": 0.2}
 
 
 def seed_history(store, *, days: int = 60, calls_per_day: float = 3.0, agents: dict[str, float] | None = None,
-                 now: float | None = None, seed: int = 7) -> list[str]:
-    """Fill a store with finished recorded calls spread over the last `days`."""
+                 now: float | None = None, seed: int = 7, rules: RuleSet | bool | None = True) -> list[str]:
+    """Fill a store with finished recorded calls spread over the last `days` (categorised by
+    `rules`: by default the rules shipped with callsense)."""
+    rules = _rules(rules)
     rng = random.Random(seed)
     now = now or time.time()
     agents = agents or AGENT_MOODS
@@ -138,24 +157,26 @@ def seed_history(store, *, days: int = 60, calls_per_day: float = 3.0, agents: d
                                          rng=rng))
                 ids.append(call_id)
                 if len(batch) > 400:
-                    store.apply(result_rows(batch))
+                    _write(store, batch, rules)
                     batch = []
     if batch:
-        store.apply(result_rows(batch))
+        _write(store, batch, rules)
     return ids
 
 
 def play_live_call(store, call_id: str, script: str = "billing", *, agent_id: str | None = "ag-1", speed: float = 1.0,
                    mood: float = -1.0, seed: int = 3, source_name: str | None = None,
-                   stop=None) -> Iterator[ScoredUtterance]:
+                   stop=None, rules: RuleSet | bool | None = True) -> Iterator[ScoredUtterance]:
     """Write a scripted call as a live call, each sentence when its turn ends (scaled by
-    `speed`), the way the store stage writes a live call's results. Yields each one written."""
+    `speed`), the way the store stage writes a live call's results (categories included: an
+    alert is stored with the sentence that makes a rule match). Yields each one written."""
+    rules = _rules(rules)
     rng = random.Random(seed)
     turns = script_turns(script, rng, mood=mood)
     started = time.time()
     opened, *utterances, segmented = call_events(call_id, turns, agent_id=agent_id, started_at=started, mode="live",
                                                  source_name=source_name or f"{script} (live)", rng=rng)
-    store.apply(result_rows([opened]))
+    _write(store, [opened], rules)
     for ev in utterances:
         due = started + ev.end / speed
         delay = due - time.time()
@@ -164,6 +185,6 @@ def play_live_call(store, call_id: str, script: str = "billing", *, agent_id: st
                 return
             if stop is None:
                 time.sleep(delay)
-        store.apply(result_rows([ev]))
+        _write(store, [ev], rules)
         yield ev
-    store.apply(result_rows([segmented]))
+    _write(store, [segmented], rules)

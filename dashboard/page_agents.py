@@ -155,11 +155,59 @@ def agent_detail(ctx: PageContext, agent_id: str, days: int, team: AgentTotals) 
                                                          range=[ui.SENTIMENT_COLORS["positive"][2], ui.SENTIMENT_COLORS["negative"][2]])))
         st.altair_chart(lines + team_rules, width="stretch", height=240)
 
+    agent_trends(ctx, agent_id, days, unit)
     agent_calls(ctx, agent_id, days)
+
+
+TREND_METRICS = {
+    "agent_wpm": ("Agent talk speed", "words/min"),
+    "agent_loudness_dbfs": ("Agent loudness", "dBFS"),
+    "silence_share": ("Silence share", "share of the call"),
+    "interruptions": ("Interruptions per call", "per call"),
+}
+
+
+@st.cache_data(ttl=30, show_spinner=False, hash_funcs={DashboardData: lambda d: (str(d.engine.url), d.user)})
+def _trends(data: DashboardData, agent_id: str, days: int) -> pd.DataFrame:
+    rows = data.agent_trends(agent_id, days)
+    return pd.DataFrame([{
+        "date": pd.Timestamp(r.started_at, unit="s", tz="UTC").tz_convert(_local_tz()).tz_localize(None).normalize(),
+        "agent_wpm": r.agent_wpm, "agent_loudness_dbfs": r.agent_loudness_dbfs,
+        "silence_share": r.silence_share, "interruptions": r.interruptions,
+    } for r in rows], columns=["date", *TREND_METRICS])
+
+
+def agent_trends(ctx: PageContext, agent_id: str, days: int, unit: str) -> None:
+    """Per day (week above a month): the mean per call of talk speed, loudness, silence share and interruptions."""
+    frame = _trends(ctx.data, agent_id, days)
+    st.markdown(f"**Call characteristics per {unit}** (mean per call)")
+    if frame.empty:
+        st.caption("No finished calls in this period.")
+        return
+    rule = "W-MON" if unit == "week" else "D"
+    series = frame.set_index("date").resample(rule, label="left", closed="left").mean().dropna(how="all").reset_index()
+    m = st.columns(len(TREND_METRICS))
+    for i, (col, (title, what)) in enumerate(TREND_METRICS.items()):
+        value = frame[col].mean()
+        shown = "-" if pd.isna(value) else (f"{value:.0%}" if col == "silence_share" else f"{value:.1f}")
+        m[i].metric(title, shown, what, delta_color="off", delta_arrow="off")
+    long = series.melt(id_vars=["date"], value_vars=list(TREND_METRICS), var_name="metric", value_name="value").dropna()
+    long["metric"] = long["metric"].map(lambda k: TREND_METRICS[k][0])
+    chart = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("date:T", title=None), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        tooltip=["date:T", "metric:N", alt.Tooltip("value:Q", format=".2f")],
+    ).properties(height=120).facet(facet=alt.Facet("metric:N", title=None), columns=2).resolve_scale(y="independent")
+    st.altair_chart(chart)
 
 
 def agent_calls(ctx: PageContext, agent_id: str, days: int) -> None:
     rows = ctx.data.agent_calls(agent_id, days)
+    cats = ctx.data.categories_of([r.call.id for r in rows])
+    names = sorted({c.category for cs in cats.values() for c in cs})
+    wanted = st.multiselect("Calls with categories", names, key=f"agents.categories.{agent_id}", placeholder="All calls",
+                            help="Only calls in which any of these categories matched")
+    if wanted:
+        rows = [r for r in rows if any(c.category in wanted for c in cats.get(r.call.id, []))]
     st.markdown(f"**Calls** ({len(rows)})")
     if not rows:
         return
@@ -171,10 +219,11 @@ def agent_calls(ctx: PageContext, agent_id: str, days: int) -> None:
         "sentences": r.sentences,
         "negative customers": 100 * r.customer["negative"] / max(1, sum(r.customer.values())),
         "status": r.call.status,
+        "categories": ", ".join(c.category for c in cats.get(r.call.id, [])),
         "id": r.call.id,
     } for r in rows])
     st.dataframe(table, hide_index=True, width="stretch", column_order=["started", "call", "mode", "duration", "sentences",
-                                                                        "negative customers", "status"],
+                                                                        "negative customers", "categories", "status"],
                  column_config={"started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
                                 "negative customers": st.column_config.ProgressColumn(format="%.0f%%", min_value=0, max_value=100)})
     labels = {r.call.id: f"{ui.when(r.call.started_at)} · {r.call.source_name or r.call.id}" for r in rows}

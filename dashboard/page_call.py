@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from callsense.dashboard import audio, ui
+from callsense.dashboard import audio, characteristics_ui, ui
 from callsense.dashboard.analytics import LABELS
 from callsense.dashboard.data import AccessDenied, SentenceKey
 from callsense.dashboard.registry import PageContext, page
@@ -17,7 +17,8 @@ PLAY_KEY = "call.play"  # (call_id, channel, start, nonce)
 
 def _label(call: Call) -> str:
     status = "" if call.status == "done" else f" · {call.status}"
-    return f"{ui.when(call.started_at)} · {ui.plain(call.source_name or call.id)} · agent {ui.plain(call.agent_id or '-')}{status}"
+    # A select box shows its options as plain text already: no escaping here.
+    return f"{ui.when(call.started_at)} · {call.source_name or call.id} · agent {call.agent_id or '-'}{status}"
 
 
 @page("call", title="Call", icon=":material/call:", order=20)
@@ -75,6 +76,7 @@ def render_call(ctx: PageContext, call: Call) -> None:
     if streak.flagged:
         st.warning(f"{streak.longest} negative customer sentences in a row (from {ui.clock(streak.first_flag_at)}).",
                    icon=":material/flag:")
+    characteristics_ui.render_categories(ctx.data.categories(call.id))
 
     cols = st.columns(6)
     cols[0].metric("Duration", ui.clock(stats.duration_s))
@@ -120,6 +122,7 @@ def render_call(ctx: PageContext, call: Call) -> None:
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={"share": st.column_config.ProgressColumn("share of call", format="%.0f%%",
                                                                              min_value=0, max_value=100)})
+        characteristics_ui.render_characteristics(ctx.data.characteristics(call.id, sentences))
 
 
 def _speaker_of_channel(call: Call, channel: int) -> str:
@@ -131,13 +134,18 @@ def player_and_transcript(ctx: PageContext, call: Call, sentences, corrections) 
     play = st.session_state.get(PLAY_KEY)
     if not play or play[0] != call.id:
         play = None
-    st.subheader("Audio")
-    source = audio.locate_call_audio(ctx.engine, ctx.settings, call)
-    if source is None:
+    text_only = call.mode == "text"  # a chat or email conversation: no recording exists
+    source = None if text_only else audio.locate_call_audio(ctx.engine, ctx.settings, call)
+    if text_only:
+        st.caption("A chat or email conversation: no audio. Times are the messages' own times from the first "
+                   "message, or their order (message n at n seconds) where the messages have none.")
+    elif source is None:
+        st.subheader("Audio")
         st.info("The original recording of this call is not available to the dashboard: the store keeps no "
                 "reference to it (live calls, and recordings small enough to travel inside the event). "
                 f"Attach it with `callsense dashboard attach-audio {call.id} FILE`.", icon=":material/volume_off:")
     else:
+        st.subheader("Audio")
         try:
             tracks = ui.call_tracks(str(ctx.settings.resolved_blob_dir), source.blob, call.channels)
         except Exception as e:  # a damaged blob must not take the page down
@@ -154,7 +162,7 @@ def player_and_transcript(ctx: PageContext, call: Call, sentences, corrections) 
         if play is not None:
             st.caption(f"Playing {_speaker_of_channel(call, play[1])} from {ui.clock(play[2])}")
 
-    st.subheader("Transcript")
+    st.subheader("Messages" if text_only else "Transcript")
     st.caption("Click a time to play that sentence." if source is not None else
                "Colours show each sentence's sentiment.")
     st.html(ui.TRANSCRIPT_CSS)

@@ -13,12 +13,13 @@ import time
 import pandas as pd
 import streamlit as st
 
-from callsense.dashboard import ui
+from callsense.dashboard import characteristics_ui, ui
 from callsense.dashboard.data import LiveCallView
 from callsense.dashboard.registry import PageContext, page
 from callsense.store.schema import Call
 
 FOLLOW_KEY = "live.follow"
+CATEGORY_FILTER_KEY = "live.categories"
 SHOWN_SENTENCES = 10
 
 
@@ -26,9 +27,9 @@ SHOWN_SENTENCES = 10
       home_for=("manager", "agent"))
 def live_page(ctx: PageContext) -> None:
     st.title("Live calls")
-    refresh = ctx.settings.dashboard_refresh_s
+    refresh = ctx.settings.dashboard.refresh_s
     st.caption(f"Updates by itself every {refresh:g} s. A call is flagged after "
-               f"{ctx.settings.dashboard_negative_streak} negative customer sentences in a row.")
+               f"{ctx.settings.dashboard.negative_streak} negative customer sentences in a row.")
     st.fragment(live_board, run_every=max(1.0, 2 * refresh))(ctx)
 
 
@@ -56,11 +57,21 @@ def live_board(ctx: PageContext) -> None:
                     ctx.goto("call", **{"call.selected": call.id})
         return
 
+    alerts = ctx.data.categories_of([v.call.id for v in views])
     flagged = [v for v in views if v.streak.flagged]
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Calls in progress", len(views))
-    c2.metric("Flagged", len(flagged), help=f"{ctx.settings.dashboard_negative_streak}+ negative customer sentences in a row")
-    c3.metric("Sentences so far", sum(v.sentences for v in views))
+    c2.metric("Flagged", len(flagged), help=f"{ctx.settings.dashboard.negative_streak}+ negative customer sentences in a row")
+    c3.metric("Alerts", sum(len(a) for a in alerts.values()), help="Category rules that matched a call in progress")
+    c4.metric("Sentences so far", sum(v.sentences for v in views))
+    names = sorted({c.category for cats in alerts.values() for c in cats} | set(st.session_state.get(CATEGORY_FILTER_KEY) or []))
+    wanted = st.multiselect("Only calls with these alerts", names, key=CATEGORY_FILTER_KEY,
+                            placeholder="All calls", help="Categories that matched a call in progress")
+    if wanted:
+        views = [v for v in views if any(c.category in wanted for c in alerts.get(v.call.id, []))]
+        if not views:
+            st.caption("No call in progress has these alerts.")
+            return
 
     board = pd.DataFrame([{
         "flag": "⚠" if v.streak.flagged else "",
@@ -69,11 +80,12 @@ def live_board(ctx: PageContext) -> None:
         "running": _elapsed(v.call, now),
         "sentences": v.sentences,
         "neg. streak": v.streak.current,
+        "alerts": ", ".join(c.category for c in alerts.get(v.call.id, [])),
         "last": (ui.SENTIMENT_ICON.get(v.last_sentiment, "") + " " + v.last_text[:80]) if v.last_sentiment else "",
         "id": v.call.id,
     } for v in views])
     st.dataframe(board, hide_index=True, width="stretch", column_order=["flag", "call", "agent", "running", "sentences",
-                                                                        "neg. streak", "last"],
+                                                                        "neg. streak", "alerts", "last"],
                  column_config={"flag": st.column_config.TextColumn("", width="small"),
                                 "sentences": st.column_config.NumberColumn(width="small"),
                                 "neg. streak": st.column_config.NumberColumn(width="small",
@@ -89,7 +101,7 @@ def live_board(ctx: PageContext) -> None:
                             help="Calls to show with their running transcript and chart")
     st.session_state[FOLLOW_KEY] = follow
     for call_id in follow:
-        st.fragment(live_call_panel, run_every=ctx.settings.dashboard_refresh_s)(ctx, call_id)
+        st.fragment(live_call_panel, run_every=ctx.settings.dashboard.refresh_s)(ctx, call_id)
 
 
 def _default_follow(views: list[LiveCallView], n: int = 2) -> list[str]:
@@ -111,8 +123,12 @@ def live_call_panel(ctx: PageContext, call_id: str) -> None:
                       f"{'ended' if ended else 'running ' + _elapsed(call, time.time())} · {len(sentences)} sentences")
         if streak.flagged:
             flag.html(f'<div class="cs-flag">⚠ {streak.longest} negative customer sentences in a row'
-                      f'{" (ongoing)" if streak.current >= ctx.settings.dashboard_negative_streak else ""}'
+                      f'{" (ongoing)" if streak.current >= ctx.settings.dashboard.negative_streak else ""}'
                       f' — from {ui.clock(streak.first_flag_at)}</div>')
+        cats = ctx.data.categories(call_id)
+        if cats:
+            with flag:
+                characteristics_ui.render_categories(cats, prefix="🔔 ")
         if ended and flag.button("Open the finished call", key=f"open-{call_id}", icon=":material/open_in_new:"):
             ctx.goto("call", **{"call.selected": call_id})
         left, right = st.columns([3, 2])

@@ -129,8 +129,8 @@ def promote_control(data: ModelsData, name: str, candidates: list[VersionInfo], 
     settings = data.settings
     with st.popover(f"Promote v{version}", icon=":material/rocket_launch:", key=f"models.promote.open.{name}"):
         st.markdown(f"Score **v{version}** and the serving **{f'v{serving.version}' if serving else 'model'}** on the same "
-                    f"holdout rows; v{version} replaces it only if the whole {settings.bootstrap_confidence:.0%} interval of "
-                    f"the improvement lies above {settings.promotion_min_delta:g}. Otherwise the serving model stays.")
+                    f"holdout rows; v{version} replaces it only if the whole {settings.finetune.bootstrap_confidence:.0%} interval of "
+                    f"the improvement lies above {settings.finetune.promotion_min_delta:g}. Otherwise the serving model stays.")
         if st.button("Run the promotion gate", type="primary", key="models.promote"):
             with st.spinner(f"scoring v{version} and the serving model on the holdout ..."):
                 try:

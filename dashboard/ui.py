@@ -42,13 +42,18 @@ TRANSCRIPT_CSS = """
 """
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+# Characters that start Markdown constructs (links, images, emphasis, code, HTML, headings,
+# tables, maths, Streamlit's :directives:); "-", "+" and "1." only at the start of a line.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$:])")
+_LINE_START = re.compile(r"^(\s*)([-+]|\d+[.)])")
 
 
 def plain(text: str | None) -> str:
     """Text from a user, a file name or a transcript, escaped for Streamlit's Markdown
     (titles, captions, button labels): shown as typed, never as a link, image or directive."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text or "").split()))
+    folded = " ".join(str(text or "").split())
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", folded)
+    return _LINE_START.sub(lambda m: m.group(1) + "".join("\\" + c if not c.isdigit() else c for c in m.group(2)), escaped)
 
 
 def clock(seconds: float | None) -> str:

@@ -29,7 +29,7 @@ __all__ = ["Assistant", "Message", "Reply", "build_nlu", "flows_dir"]
 
 
 def flows_dir(settings: Settings) -> Path:
-    return Path(settings.dialog_flows_dir) if settings.dialog_flows_dir else RETAIL_ASSISTANT_DIR
+    return Path(settings.dialog.flows_dir) if settings.dialog.flows_dir else RETAIL_ASSISTANT_DIR
 
 
 def build_nlu(settings: Settings, notice: Callable[[str], None] | None = None,
@@ -37,7 +37,7 @@ def build_nlu(settings: Settings, notice: Callable[[str], None] | None = None,
     """The configured NLU backend. The default `embedded` backend falls back to the
     rule-based `keywords` backend (with a one-line notice) while it is not installed or
     has no trained model; an explicitly chosen other backend fails loudly."""
-    chosen = name or settings.nlu_backend
+    chosen = name or settings.dialog.nlu_backend
     if name:
         settings = settings.model_copy(update={"nlu_backend": name})
     try:

@@ -152,7 +152,7 @@ def export_csv_cmd(
             time.strptime(day, "%Y-%m-%d")
         except ValueError:
             _fail(f"--day must look like 2025-06-02, not {day!r}")
-    out = out or settings.dialog_export_dir or settings.data_dir / "dialog" / "exports"
+    out = out or settings.dialog.export_dir or settings.data_dir / "dialog" / "exports"
     paths = export_csv(make_engine(settings.resolved_database_url), out, day)
     if not paths:
         console.print("No turns archived yet: talk to the assistant with `callsense chat`.")

@@ -91,7 +91,7 @@ def flows_for(path: Path, settings: Settings) -> Path:
     for parent in [path] + list(path.parents):
         if parent.name == "tests" and any(parent.parent.glob("*.yml")):
             return parent.parent
-    return Path(settings.dialog_flows_dir) if settings.dialog_flows_dir else RETAIL_ASSISTANT_DIR
+    return Path(settings.dialog.flows_dir) if settings.dialog.flows_dir else RETAIL_ASSISTANT_DIR
 
 
 def _check_text(expected: Any, actual: str) -> str | None:

@@ -33,7 +33,7 @@ from callsense.dialog.flows import model as m
 from callsense.dialog.fulfillment.base import FulfillmentError, FulfillmentProvider, FulfillmentResources, fulfillment_providers
 from callsense.dialog.nlu import labels
 from callsense.dialog.nlu.base import NLU_ERROR, NO_MATCH, NluBackend, NluResult, NluUnavailable
-from callsense.dialog.nlu.normalize import looks_like_code, plausible_value
+from callsense.dialog.nlu.normalize import looks_like_code, normalize_words, plausible_value, project_tags
 from callsense.dialog.nlu.understanding import ENTITY_KEYS, Understanding
 from callsense.dialog.sessions import SessionState, SessionStore
 from callsense.dialog.templates import render
@@ -47,6 +47,8 @@ FALLBACK_PROVIDER = "Sorry, I can't get that information right now. Please try a
 FALLBACK_EMPTY = "Sorry, I have no answer to that."
 #: Said before the reply when the user's text was longer than `dialog_max_input_chars`.
 INPUT_CUT = "Your message was long, so I read only its first {limit} characters."
+#: Said after the answer when the user asked several questions at once (the first is answered).
+ALSO_ASKED = "You also asked \u201c{question}\u201d: ask me that next."
 MAX_SLOT_CHARS = 200
 #: An input_user answer that the NLU reads as a new question with at least this confidence is one.
 NEW_QUESTION_CONFIDENCE = 0.8
@@ -124,7 +126,7 @@ class DialogEngine:
         self.follow_up_rules = flows.follow_up()  # None: NARA's context rules (flows without `follow_up`)
         self.settings = settings or Settings()
         self.sessions = SessionStore(db)
-        self.seed = seed if seed is not None else self.settings.dialog_seed
+        self.seed = seed if seed is not None else self.settings.dialog.seed
         self._entropy = os.urandom(8).hex()
         self.clock = clock
         self.resources = fulfillment or FulfillmentResources(self.settings, db)
@@ -148,14 +150,21 @@ class DialogEngine:
               channel: str = "text") -> Reply:
         """One user turn. A new session is started first (its greeting is part of the reply).
         Text beyond `dialog_max_input_chars` is not read, and the reply says so."""
-        limit = self.settings.dialog_max_input_chars
+        limit = self.settings.dialog.max_input_chars
         truncated = isinstance(text, str) and len(text) > limit and bool(text[limit:].strip())
         return self._turn(session_id, clean_text(text, limit), asr_confidence=asr_confidence, channel=channel,
                           truncated=truncated)
 
     def reset(self, session_id: str) -> None:
+        """Start the conversation over under the same id. The archive keys turns by (session,
+        turn number), so the count goes on from where it was; only state and context go."""
+        session_id = str(session_id)[:200] or "default"
         with self._lock(session_id):
-            self.sessions.delete(session_id)
+            old = self.sessions.load(session_id)
+            if old is None:
+                return
+            self.sessions.save(SessionState(session_id, self.flows.start_state, {}, old.turns, self.flows.main.name,
+                                            self.clock(), is_new=False))
 
     def close(self) -> None:
         for provider in self.providers.values():
@@ -182,7 +191,7 @@ class DialogEngine:
                 return self._reply(session, _Turn(), None)
             turn = _Turn(truncated=truncated)
             if truncated:
-                turn.messages.append(Message(INPUT_CUT.format(limit=self.settings.dialog_max_input_chars)))
+                turn.messages.append(Message(INPUT_CUT.format(limit=self.settings.dialog.max_input_chars)))
             try:
                 self._advance(session, text, turn)
             except Exception as e:  # noqa: BLE001 - a conversation must survive an engine fault
@@ -191,6 +200,9 @@ class DialogEngine:
                 turn.error = f"engine: {e}"
                 turn.messages.append(Message(FALLBACK_ENGINE_FAULT))
                 session.state = self._fallback_input or self.flows.start_state
+            also = (turn.nlu.extra or {}).get("also_asked") if turn.nlu is not None else None
+            if also and any(msg.text for msg in turn.messages[1 if truncated else 0:]):
+                turn.messages.append(Message(ALSO_ASKED.format(question=also[0].rstrip("?") + "?")))
             if not any(msg.text for msg in turn.messages[1 if truncated else 0:]) and text is not None:
                 turn.messages.append(Message(FALLBACK_EMPTY))
             if text is not None:
@@ -230,14 +242,14 @@ class DialogEngine:
                         asr_confidence: float | None, channel: str, latency_ms: float) -> dict[str, Any]:
         now = self.clock()
         nlu = turn.nlu
+        tokens, tags = _words_as_written(text, nlu)
         return dict(
             session_id=session.session_id, turn=session.turns, at=now,
             day=datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%d"),
             channel=channel, text=text, asr_confidence=asr_confidence, intent=turn.intent,
             confidence=nlu.confidence if nlu else None,
             slots_json=json.dumps(dict(nlu.slots) if nlu else {}, ensure_ascii=False),
-            tokens=" ".join(nlu.tokens) if nlu else " ".join(labels.tokenize(text)),
-            tags=" ".join(nlu.tags) if nlu and len(nlu.tags) == len(nlu.tokens) else "",
+            tokens=" ".join(tokens), tags=" ".join(tags),
             state=session.state, reply=reply.text, nlu_backend=getattr(self.nlu, "name", "?"),
             latency_ms=round(latency_ms, 3),
         )
@@ -250,7 +262,7 @@ class DialogEngine:
         flows, ctx = self.flows, session.context
         name = session.state
         pending = text
-        for step in range(self.settings.dialog_max_steps):
+        for step in range(self.settings.dialog.max_steps):
             st = flows.states.get(name)
             if st is None:
                 raise RuntimeError(f"no state '{name}'")
@@ -298,7 +310,7 @@ class DialogEngine:
                 if target is None:
                     raise RuntimeError(f"state '{st.name}' leads nowhere and there is no input state")
             name = target
-        raise _LoopGuard(f"more than {self.settings.dialog_max_steps} states in one turn (a loop in the flows?)")
+        raise _LoopGuard(f"more than {self.settings.dialog.max_steps} states in one turn (a loop in the flows?)")
 
     @staticmethod
     def _value(raw: object, ctx: dict, turn: _Turn) -> str:
@@ -348,7 +360,7 @@ class DialogEngine:
         ctx.pop(NLU_ERROR, None)
         ctx.pop("follow_up", None)
         turn.nlu = result
-        intent = result.intent if result.confidence >= self.settings.nlu_min_confidence else NO_MATCH
+        intent = result.intent if result.confidence >= self.settings.dialog.nlu_min_confidence else NO_MATCH
         turn.intent = intent
         slots = {str(k): clean_text(v, MAX_SLOT_CHARS) for k, v in (result.slots or {}).items()}
         slots = {k: v for k, v in slots.items() if v}
@@ -367,7 +379,8 @@ class DialogEngine:
                 other_flow = target in self.flows.states and self.flows.states[target].flow != st.flow
                 # (with follow_up rules) another question of the same flow, said in words of
                 # its own: "where can I buy airpods" when the stock question asked which item
-                pending = ctx.get("last_question", {}).get("intent") if isinstance(ctx.get("last_question"), dict) else None
+                last = ctx.get("last_question")
+                pending = last.get("intent") if isinstance(last, dict) else None
                 other_question = (self.follow_up_rules is not None and intent != pending
                                   and not _only_slots(result, slots))
                 if value is None or other_flow or other_question:
@@ -539,3 +552,20 @@ def _only_slots(result: NluResult, slots: dict[str, str]) -> bool:
         if token not in m.FOLLOW_UP_WORDS:
             return False
     return True
+
+
+def _words_as_written(text: str, nlu: NluResult | None) -> tuple[list[str], list[str]]:
+    """The archived tokens and tags: the user's own words ("sf", "tmrw"), with the tags the
+    NLU gave their normalised spelling ("san francisco", "tomorrow"), so that a reviewed turn
+    trains on what people type."""
+    written = labels.tokenize(text)
+    if nlu is None:
+        return written, []
+    tokens, tags = list(nlu.tokens), list(nlu.tags)
+    if len(tags) != len(tokens):
+        return tokens, []
+    if tokens != written:
+        normalized, origin = normalize_words(written)
+        if normalized == tokens:
+            return written, project_tags(len(written), origin, tags)
+    return tokens, tags

@@ -223,7 +223,7 @@ class VoiceAssistant:
                 try:
                     sentence = engine.synthesize("Hello, what can you do?", sample_rate=RATE).samples
                 except (TtsUnavailable, OSError, subprocess.SubprocessError) as e:
-                    raise VoiceUnavailable(f"speech synthesis ('{self.settings.tts_engine}') failed: "
+                    raise VoiceUnavailable(f"speech synthesis ('{self.settings.asr.tts_engine}') failed: "
                                            f"{_one_line(e)}") from None
         if asr:
             engine = self.asr
@@ -233,13 +233,13 @@ class VoiceAssistant:
                     for _ in engine.transcribe(sentence):
                         pass
                 except (AsrUnavailable, TransientError) as e:
-                    raise VoiceUnavailable(f"speech recognition ('{self.settings.asr_engine}') failed: "
+                    raise VoiceUnavailable(f"speech recognition ('{self.settings.asr.engine}') failed: "
                                            f"{_one_line(e)}") from None
 
     def describe(self) -> str:
         s = self.settings
-        where = f" at {s.riva_url}" if "riva" in (s.asr_engine, s.tts_engine) else ""
-        return f"ASR {s.asr_engine}, TTS {s.tts_engine}{where}, NLU {getattr(self.assistant.nlu, 'name', '?')}"
+        where = f" at {s.riva.url}" if "riva" in (s.asr.engine, s.asr.tts_engine) else ""
+        return f"ASR {s.asr.engine}, TTS {s.asr.tts_engine}{where}, NLU {getattr(self.assistant.nlu, 'name', '?')}"
 
     # ---- the steps ---------------------------------------------------------------
 
@@ -249,13 +249,13 @@ class VoiceAssistant:
         if self._vad is None:
             self._vad = SileroModel()
         s = self.settings
-        opts = EndpointerOptions(threshold=s.vad_threshold, min_silence_ms=s.vad_min_silence_ms,
-                                 speech_pad_ms=s.vad_speech_pad_ms, min_speech_ms=150, max_utterance_s=MAX_TURN_S + 1)
+        opts = EndpointerOptions(threshold=s.pipeline.vad_threshold, min_silence_ms=s.pipeline.vad_min_silence_ms,
+                                 speech_pad_ms=s.pipeline.vad_speech_pad_ms, min_speech_ms=150, max_utterance_s=MAX_TURN_S + 1)
         return speech_spans(samples, self._vad, opts)
 
     def hear(self, audio: AudioIn) -> Heard:
         """Decode, find the speech, transcribe. `Heard.nothing` when no speech was found."""
-        samples = decode_speech(audio, self.settings.decoder)
+        samples = decode_speech(audio, self.settings.pipeline.decoder)
         return self._recognize(self._voiced(samples), samples.size / RATE)
 
     def _voiced(self, samples: np.ndarray) -> np.ndarray | None:
@@ -272,7 +272,7 @@ class VoiceAssistant:
         try:
             segments = list(self.asr.transcribe(voiced))
         except (AsrUnavailable, TransientError) as e:
-            raise VoiceUnavailable(f"speech recognition ('{self.settings.asr_engine}') failed: {_one_line(e)}") from None
+            raise VoiceUnavailable(f"speech recognition ('{self.settings.asr.engine}') failed: {_one_line(e)}") from None
         text = " ".join(s.text.strip() for s in segments if s.text.strip())
         return Heard(text, _confidence(segments), duration_s, voiced.size / RATE)
 
@@ -295,7 +295,7 @@ class VoiceAssistant:
                 except StopIteration:
                     break
                 except (TtsUnavailable, OSError, subprocess.SubprocessError) as e:
-                    raise VoiceUnavailable(f"speech synthesis ('{self.settings.tts_engine}') failed: {_one_line(e)}") from None
+                    raise VoiceUnavailable(f"speech synthesis ('{self.settings.asr.tts_engine}') failed: {_one_line(e)}") from None
                 if chunk.samples.size == 0:
                     continue
                 rate = rate or chunk.sample_rate
@@ -319,7 +319,7 @@ class VoiceAssistant:
         timings = VoiceTimings()
         heard: Heard | None = None
         if audio is not None:
-            samples = decode_speech(audio, self.settings.decoder)
+            samples = decode_speech(audio, self.settings.pipeline.decoder)
             voiced = self._voiced(samples)
             timings.decode_ms = _ms(started)
             asr_started = time.perf_counter()

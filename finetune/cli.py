@@ -262,7 +262,7 @@ def data_export(ref: str = typer.Argument(..., help="Version id, prefix or name.
 
     ws = _workspace(database_url)
     v = DatasetStore(ws).get(ref)
-    cache = AudioCache(ws.audio_cache_dir, ws.settings.decoder)
+    cache = AudioCache(ws.audio_cache_dir, ws.settings.pipeline.decoder)
     with console.status(f"writing {v.id} ..."):
         folder = v.export(cache=cache, out_dir=out)
     console.print(f"wrote {folder}")
@@ -273,11 +273,25 @@ def data_export(ref: str = typer.Argument(..., help="Version id, prefix or name.
 # ----------------------------------------------------------------------------- finetune
 
 
-def _train_options(epochs, batch_size, lr, seed, max_steps, device, threads, settings):
-    from callsense.finetune.jobs.trainer import TrainOptions
+# Option names are the job configs' field names (dashes for underscores), so a recorded
+# configuration reads back as the command that made it (`JobConfig.cli_args`); the defaults are
+# the configs' own (tests/finetune/test_finetune_job_template.py checks both).
+EPOCHS_HELP = "Training epochs (at least 1)."
+SELECT_HELP = "Export the epoch with the best dev score (best) or the last one (last)."
+WARMUP_HELP = "Linear warm-up over this share of the steps, then linear decay."
+SEED_HELP = "Seeds the heads' initial weights, dropout and the batch order."
+PER_CHANNEL_HELP = "int8 weight scales per output channel (default: per tensor, as the shipped models)."
+OUT_HELP = "Also write the int8 model folder here (e.g. the shipped model's folder: see its README)."
+MODEL_NAME_HELP = "Name written into the manifest (default: the --out folder's name, else NAME-RUN_ID)."
+KEEP_CKPT_HELP = "Keep the torch checkpoint (model/checkpoint/) so that a later run can start from it (--init)."
 
-    return TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps,
-                        device=device or settings.finetune_device, threads=threads or settings.cpu_threads)
+
+def _train_options(settings, *, epochs, batch_size, lr, seed, max_steps, device, threads, head_lr=None, warmup_ratio=0.1,
+                   weight_decay=0.01, select_epoch="best", checkpoint_every=100) -> dict:
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "warmup_ratio": warmup_ratio,
+            "weight_decay": weight_decay, "seed": seed, "select_epoch": select_epoch, "max_steps": max_steps,
+            "checkpoint_every": checkpoint_every, "device": device or settings.finetune_device,
+            "threads": threads or settings.cpu_threads}
 
 
 def _print_run(run: dict) -> None:
@@ -292,6 +306,8 @@ def _print_run(run: dict) -> None:
                       f"slot F1 {_pct(test['slot_f1'])}")
     if test and "wer" in test:
         console.print(f"test ({test['n']} clips): WER {_pct(test['wer'])}")
+    if run["artifacts"].get("out"):
+        console.print(f"model folder written to {run['artifacts']['out']}")
     if run["artifacts"].get("registry"):
         console.print(f"registered as {run['artifacts']['registry']} (candidate): promote with "
                       f"`callsense models promote {run['artifacts']['registry'].replace(' v', ' ')}`")
@@ -314,13 +330,26 @@ def finetune_sentiment(
     dataset: Optional[str] = typer.Option(None, help="Sentiment dataset version (id, prefix or name)."),
     init: str = typer.Option("encoder", help="encoder (packaged all-MiniLM-L6-v2), serving (the model in service), or a checkpoint folder."),
     context_turns: int = typer.Option(0, help="Previous utterances of the conversation fed as context (0: none)."),
-    epochs: int = typer.Option(3), batch_size: int = typer.Option(32), lr: float = typer.Option(5e-5),
+    epochs: int = typer.Option(3, help=EPOCHS_HELP), batch_size: int = typer.Option(32), lr: float = typer.Option(5e-5),
+    head_lr: Optional[float] = typer.Option(None, help="Learning rate of the classifier head (default: --lr)."),
     max_length: int = typer.Option(96, help="Max tokens (utterance + context)."),
-    class_weights: str = typer.Option("balanced", help="balanced, sqrt or none."),
-    pooling: str = typer.Option("mean", help="Sentence vector: mean (as the shipped model) or cls (BERT pooler)."),
+    class_weights: str = typer.Option("balanced", help="Cross-entropy class weights: balanced (inverse frequency), sqrt or none."),
+    pooling: str = typer.Option("mean", help="Sentence vector: mean (masked mean of the token states) or cls "
+                                "(BERT pooler over [CLS], as the shipped minilm-meld-int8)."),
+    dropout: float = typer.Option(0.1, help="Dropout before the classifier."),
+    warmup_ratio: float = typer.Option(0.1, help=WARMUP_HELP),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
+    select_epoch: str = typer.Option("best", help=SELECT_HELP),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
-    seed: int = typer.Option(13), device: Optional[str] = typer.Option(None, help="auto, cpu, cuda (default CALLSENSE_FINETUNE_DEVICE)."),
+    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints (0: only at each epoch's end)."),
+    seed: int = typer.Option(13, help=SEED_HELP),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda (default CALLSENSE_FINETUNE_DEVICE)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default CALLSENSE_CPU_THREADS)."),
+    per_channel: bool = typer.Option(False, "--per-channel/--no-per-channel", help=PER_CHANNEL_HELP),
+    keep_checkpoint: bool = typer.Option(True, "--keep-checkpoint/--no-keep-checkpoint", help=KEEP_CKPT_HELP),
+    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
+    model_name: Optional[str] = typer.Option(None, help=MODEL_NAME_HELP),
+    name: str = typer.Option("sentiment", help="Registry name (the pipeline serves `sentiment`)."),
     resume: Optional[str] = typer.Option(None, help="Resume a run from its last checkpoint: RUN_ID or `last`."),
     register_model: bool = typer.Option(True, "--register/--no-register", help="Register the result as a candidate."),
     promote: bool = typer.Option(False, help="Run the promotion gate on the dataset's test split right after."),
@@ -334,9 +363,13 @@ def finetune_sentiment(
     if not resume:
         if not dataset:
             _fail("give --dataset (see `callsense data list`) or --resume RUN")
-        config = SentimentJobConfig(dataset=dataset, init=init, context_turns=context_turns, max_length=max_length,
-                                    class_weights=class_weights, pooling=pooling, register=register_model,
-                                    train=_train_options(epochs, batch_size, lr, seed, max_steps, device, threads, ws.settings))
+        config = SentimentJobConfig(
+            dataset=dataset, init=init, context_turns=context_turns, max_length=max_length, class_weights=class_weights,
+            pooling=pooling, dropout=dropout, per_channel=per_channel, keep_checkpoint=keep_checkpoint,
+            out=str(out) if out else None, model_name=model_name, name=name, register_candidate=register_model,
+            train=_train_options(ws.settings, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
+                                 max_steps=max_steps, device=device, threads=threads, warmup_ratio=warmup_ratio,
+                                 weight_decay=weight_decay, select_epoch=select_epoch, checkpoint_every=checkpoint_every))
     with _progress() as p:
         run = run_sentiment_job(ws, config, resume=resume, progress=RichProgress(p), threads=threads, device=device)
     _print_run(run)
@@ -348,10 +381,23 @@ def finetune_sentiment(
 def finetune_intent_slot(
     dataset: Optional[str] = typer.Option(None, help="Intent-slot dataset version (id, prefix or name)."),
     init: str = typer.Option("encoder", help="encoder (packaged all-MiniLM-L6-v2) or a checkpoint folder of an earlier run."),
-    epochs: int = typer.Option(4), batch_size: int = typer.Option(32), lr: float = typer.Option(1e-4),
-    head_lr: float = typer.Option(1e-3, help="Learning rate of the two heads."),
-    max_length: int = typer.Option(64), max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
-    seed: int = typer.Option(13), device: Optional[str] = typer.Option(None), threads: Optional[int] = typer.Option(None),
+    epochs: int = typer.Option(4, help=EPOCHS_HELP), batch_size: int = typer.Option(32), lr: float = typer.Option(1e-4),
+    head_lr: Optional[float] = typer.Option(1e-3, help="Learning rate of the two heads."),
+    max_length: int = typer.Option(64, help="Max sub-word tokens per query."),
+    pooling: str = typer.Option("mean", help="Intent head input: mean (masked mean of the token states, as the shipped "
+                                "minilm-retail-joint-int8) or cls (the [CLS] token state)."),
+    dropout: float = typer.Option(0.1, help="Dropout before both heads."),
+    slot_loss_weight: float = typer.Option(1.0, help="loss = CE(intent) + w * CE(slot)."),
+    warmup_ratio: float = typer.Option(0.1, help=WARMUP_HELP),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay of the encoder."),
+    select_epoch: str = typer.Option("best", help=SELECT_HELP),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps (smoke tests)."),
+    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints (0: only at each epoch's end)."),
+    seed: int = typer.Option(13, help=SEED_HELP), device: Optional[str] = typer.Option(None), threads: Optional[int] = typer.Option(None),
+    per_channel: bool = typer.Option(False, "--per-channel/--no-per-channel", help=PER_CHANNEL_HELP),
+    keep_checkpoint: bool = typer.Option(True, "--keep-checkpoint/--no-keep-checkpoint", help=KEEP_CKPT_HELP),
+    out: Optional[Path] = typer.Option(None, help=OUT_HELP),
+    model_name: Optional[str] = typer.Option(None, help=MODEL_NAME_HELP),
     name: str = typer.Option("intent-slot", help="Registry name (the assistant serves `intent-slot`)."),
     resume: Optional[str] = typer.Option(None, help="Resume a run: RUN_ID or `last`."),
     register_model: bool = typer.Option(True, "--register/--no-register"),
@@ -366,9 +412,13 @@ def finetune_intent_slot(
     if not resume:
         if not dataset:
             _fail("give --dataset (see `callsense data list`) or --resume RUN")
-        opts = _train_options(epochs, batch_size, lr, seed, max_steps, device, threads, ws.settings)
-        opts.head_lr = head_lr
-        config = IntentSlotJobConfig(dataset=dataset, init=init, max_length=max_length, name=name, register=register_model, train=opts)
+        config = IntentSlotJobConfig(
+            dataset=dataset, init=init, max_length=max_length, pooling=pooling, dropout=dropout,
+            slot_loss_weight=slot_loss_weight, per_channel=per_channel, keep_checkpoint=keep_checkpoint,
+            out=str(out) if out else None, model_name=model_name, name=name, register_candidate=register_model,
+            train=_train_options(ws.settings, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
+                                 max_steps=max_steps, device=device, threads=threads, warmup_ratio=warmup_ratio,
+                                 weight_decay=weight_decay, select_epoch=select_epoch, checkpoint_every=checkpoint_every))
     with _progress() as p:
         run = run_intent_slot_job(ws, config, resume=resume, progress=RichProgress(p), threads=threads, device=device)
     _print_run(run)
@@ -380,9 +430,12 @@ def finetune_intent_slot(
 def finetune_asr(
     dataset: Optional[str] = typer.Option(None, help="ASR dataset version (id, prefix or name)."),
     model: Optional[Path] = typer.Option(None, help="The .nemo checkpoint to fine-tune."),
-    epochs: int = typer.Option(5), batch_size: int = typer.Option(4), lr: float = typer.Option(1e-4),
+    epochs: int = typer.Option(5, help=EPOCHS_HELP), batch_size: int = typer.Option(4), lr: float = typer.Option(1e-4),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
+    max_duration: float = typer.Option(30.0, help="Clips longer than this (seconds) are left out of training."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
-    seed: int = typer.Option(13), device: Optional[str] = typer.Option(None), threads: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(13, help=SEED_HELP), device: Optional[str] = typer.Option(None), threads: Optional[int] = typer.Option(None),
+    name: str = typer.Option("asr", help="Registry name."),
     resume: Optional[str] = typer.Option(None, help="Resume a run: RUN_ID or `last`."),
     register_model: bool = typer.Option(True, "--register/--no-register"),
     database_url: Optional[str] = DB_OPTION,
@@ -395,8 +448,11 @@ def finetune_asr(
     if not resume:
         if not dataset or not model:
             _fail("give --dataset and --model PATH.nemo (or --resume RUN)")
-        config = AsrJobConfig(dataset=dataset, model=str(model.resolve()), register=register_model,
-                              train=_train_options(epochs, batch_size, lr, seed, max_steps, device, threads, ws.settings))
+        config = AsrJobConfig(dataset=dataset, model=str(model.resolve()), max_duration=max_duration, name=name,
+                              register_candidate=register_model,
+                              train=_train_options(ws.settings, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                                   max_steps=max_steps, device=device, threads=threads, warmup_ratio=0.0,
+                                                   weight_decay=weight_decay))
     with _progress() as p:
         run = run_asr_job(ws, config, resume=resume, progress=RichProgress(p), threads=threads, device=device)
     _print_run(run)
@@ -503,7 +559,7 @@ def eval_asr(
     words = _boost_words(boost, boost_file)
     with console.status("loading the ASR engines ..."):
         systems = [asr_system(e, ws.settings, words) for e in engine]
-    cache = AudioCache(ws.audio_cache_dir, ws.settings.decoder)
+    cache = AudioCache(ws.audio_cache_dir, ws.settings.pipeline.decoder)
     with _progress() as p:
         result = evaluate_asr_rows(rows, systems, cache, BootstrapOptions.from_settings(ws.settings), RichProgress(p))
     for s in result["systems"].values():
@@ -572,7 +628,7 @@ def eval_pipeline(
         predictor = SentimentPredictor(model_dir or _registry_dir(ws, "sentiment", version), ws.settings)
     opts = BootstrapOptions.from_settings(ws.settings)
     with _progress() as p:
-        result = evaluate_pipeline_rows(rows, system, predictor, AudioCache(ws.audio_cache_dir, ws.settings.decoder), opts,
+        result = evaluate_pipeline_rows(rows, system, predictor, AudioCache(ws.audio_cache_dir, ws.settings.pipeline.decoder), opts,
                                         RichProgress(p))
     result.update(data=label, command="callsense eval pipeline " + data, bootstrap=opts.__dict__)
     console.print(f"{result['n']} sentences; ASR {result['asr_model']} WER {_pct(result['asr']['wer'])}; sentiment {result['sentiment_model']}")

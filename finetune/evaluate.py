@@ -36,7 +36,7 @@ class SentimentPredictor:
         from callsense.nlp.sentiment.base import DEFAULT_MODEL_DIR
         from callsense.nlp.sentiment.onnx_model import OnnxSentimentModel
 
-        self.folder = Path(folder or settings.sentiment_model_dir or DEFAULT_MODEL_DIR)
+        self.folder = Path(folder or settings.sentiment.model_dir or DEFAULT_MODEL_DIR)
         self.model = OnnxSentimentModel(settings.model_copy(update={"sentiment_model_dir": self.folder}))
         self.manifest = json.loads((self.folder / "manifest.json").read_text())
         self.context_turns = int(self.manifest.get("context_turns", 0) or 0)
@@ -58,18 +58,36 @@ class SentimentPredictor:
             progress.advance(len(chunk))
         return out
 
+    def _pair_tokenizer(self):
+        """(utterance, context) pairs as the job trained on them: the model's tokenizer.json,
+        the longer segment cut first to fit max_length, padded to the longest row (the
+        runtime's tokenizer encodes single sentences only)."""
+        if getattr(self, "_pairs", None) is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            config = self.folder / "tokenizer_config.json"
+            pad = (json.loads(config.read_text()).get("pad_token") if config.is_file() else None) or "[PAD]"
+            tok.enable_truncation(max_length=int(self.manifest.get("max_length", 128)), strategy="longest_first")
+            tok.enable_padding(pad_id=tok.token_to_id(pad) or 0, pad_token=pad)
+            self._pairs = tok
+        return self._pairs
+
     def _predict_pairs(self, texts, contexts, batch, progress) -> list[str]:
         import numpy as np
 
         from callsense.finetune.jobs.sentiment import build_input
 
-        tok, session, labels = self.model._tokenizer, self.model._session, self.model.labels
+        session, labels = self.model._session, self.model.labels
+        tok = self._pair_tokenizer()
         out = []
         for s in range(0, len(texts), batch):
             firsts, seconds = zip(*(build_input(t, c or [], self.context_turns) for t, c in zip(texts[s:s + batch], contexts[s:s + batch])))
-            enc = tok(list(firsts), [x or "" for x in seconds], padding=True, truncation="longest_first",
-                      max_length=self.manifest.get("max_length", 128), return_tensors="np")
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.model._inputs}
+            encs = tok.encode_batch([(a, b or "") for a, b in zip(firsts, seconds)])
+            enc = {"input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                   "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+                   "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
+            feed = {k: v for k, v in enc.items() if k in self.model._inputs}
             logits = session.run(None, feed)[0]
             out += [labels[int(i)] for i in logits.argmax(axis=1)]
             progress.advance(len(firsts))

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from callsense.finetune.datasets import DatasetStore, DatasetVersion, text_key
-from callsense.finetune.metrics import BootstrapOptions, Interval, bootstrap, confusion, encode_labels, prf
+from callsense.finetune.metrics import BootstrapOptions, Interval, bootstrap, confusion_batch, encode_labels, prf
 from callsense.finetune.registry import ModelRecord, ModelRegistry
 from callsense.finetune.runs import Progress, SilentProgress
 from callsense.finetune.workspace import FinetuneError, Workspace
@@ -88,18 +88,12 @@ def _sentiment_scores(model: ModelRecord, rows, settings, progress):
 
 
 def _intent_scores(model: ModelRecord, rows, settings, progress):
-    from callsense.dialog.nlu.data.nemo_files import spans
     from callsense.finetune.evaluate import IntentSlotPredictor
+    from callsense.finetune.metrics import span_counts
 
     intents, tags = IntentSlotPredictor(model.artifact_dir, settings).predict([r["words"] for r in rows], progress=progress)
     correct = np.array([p == r["intent"] for p, r in zip(intents, rows)], dtype=np.float64)
-    tp, npred, ngold = [], [], []
-    for t, r in zip(tags, rows):
-        g, p = spans(r["tags"]), spans(t)
-        tp.append(len(g & p))
-        npred.append(len(p))
-        ngold.append(len(g))
-    return np.stack([correct, np.array(tp), np.array(npred), np.array(ngold)], axis=1)
+    return np.concatenate([correct[:, None], span_counts([r["tags"] for r in rows], tags)], axis=1)
 
 
 def _asr_errors(model: ModelRecord, rows, ws: Workspace, progress):
@@ -116,26 +110,28 @@ def _asr_errors(model: ModelRecord, rows, ws: Workspace, progress):
 
 
 def _statistic(name: str, truth):
-    """item-level arrays -> function(ix, per-item values) computing the gate metric."""
+    """item-level arrays -> function(ix, per-item values) computing the gate metric; `ix` is
+    one resample (n,) or a stack of them (resamples, n), giving one value per resample."""
     if name == "sentiment":
         y = truth
 
         def macro(ix, pred):
-            return float(prf(confusion(y[ix], pred[ix], 3))[2].mean())
+            return prf(confusion_batch(y[ix], pred[ix], 3))[2].mean(axis=-1)
 
         return macro
     if name == "intent-slot":
         def joint(ix, v):
-            acc = v[ix, 0].mean()
-            denom = v[ix, 2].sum() + v[ix, 3].sum()
-            f1 = 2 * v[ix, 1].sum() / denom if denom else 0.0
-            return float((acc + f1) / 2)
+            acc = v[ix, 0].mean(axis=-1)
+            denom = v[ix, 2].sum(axis=-1) + v[ix, 3].sum(axis=-1)
+            f1 = np.divide(2 * v[ix, 1].sum(axis=-1), denom, out=np.zeros_like(acc), where=denom > 0)
+            return (acc + f1) / 2
 
         return joint
 
     def neg_wer(ix, v):  # higher is better everywhere in the gate
-        words = v[ix, 1].sum()
-        return -float(v[ix, 0].sum() / words) if words else 0.0
+        words = v[ix, 1].sum(axis=-1)
+        errors = v[ix, 0].sum(axis=-1)
+        return -np.divide(errors, words, out=np.zeros_like(errors), where=words > 0)
 
     return neg_wer
 
@@ -149,7 +145,7 @@ def run_gate(ws: Workspace, name: str, version: int, *, holdout: str | None = No
     candidate = registry.get(name, version)
     serving = registry.serving(name)
     opts = BootstrapOptions.from_settings(ws.settings)
-    min_delta = ws.settings.promotion_min_delta
+    min_delta = ws.settings.finetune.promotion_min_delta
     decision = GateDecision(name=name, candidate=candidate.version, serving=serving.version if serving else None,
                             promoted=False, reason="", metric=METRIC_OF.get(name, "?"), min_delta=min_delta)
     if serving and serving.version == candidate.version:
@@ -195,9 +191,10 @@ def run_gate(ws: Workspace, name: str, version: int, *, holdout: str | None = No
         values = {"candidate": _asr_errors(candidate, rows, ws, progress), "serving": _asr_errors(serving, rows, ws, progress)}
     stat = _statistic(name, truth)
     n = len(rows)
-    cand = bootstrap(lambda ix: stat(ix, values["candidate"]), n, opts)
-    serv = bootstrap(lambda ix: stat(ix, values["serving"]), n, opts)
-    delta = bootstrap(lambda ix: stat(ix, values["candidate"]) - stat(ix, values["serving"]), n, opts)
+    # The same seed gives the three intervals the same resamples: the difference is paired.
+    cand = bootstrap(lambda ix: stat(ix, values["candidate"]), n, opts, vectorized=True)
+    serv = bootstrap(lambda ix: stat(ix, values["serving"]), n, opts, vectorized=True)
+    delta = bootstrap(lambda ix: stat(ix, values["candidate"]) - stat(ix, values["serving"]), n, opts, vectorized=True)
     sign = -1.0 if name == "asr" else 1.0  # report WER as WER
 
     def shown(i: Interval) -> dict:

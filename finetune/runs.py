@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +56,8 @@ class RunRecord:
     status: str = "running"
     resumed: list[str] = field(default_factory=list)
     wall_s_before: float = 0.0  # wall time of earlier attempts (a resumed run adds up)
+    error: str | None = None  # why the run failed (None while it runs or once it is done)
+    failures: list[dict] = field(default_factory=list)  # every failed attempt: when and why
     _t0: float = field(default_factory=time.perf_counter)
 
     # ---- creation --------------------------------------------------------------------
@@ -100,7 +103,8 @@ class RunRecord:
             raise FinetuneError(f"run {data['id']} already finished; start a new run instead")
         rec = cls(ws, data["id"], job, data["config"], data["dataset_version"], folder, started_at=data["started_at"],
                   epochs=data.get("epochs", []), metrics=data.get("metrics", {}), artifacts=data.get("artifacts", {}),
-                  resumed=data.get("resumed", []) + [utc_iso()], wall_s_before=data.get("wall_s", 0.0))
+                  resumed=data.get("resumed", []) + [utc_iso()], wall_s_before=data.get("wall_s", 0.0),
+                  failures=data.get("failures", []))
         rec.save()
         return rec
 
@@ -115,24 +119,37 @@ class RunRecord:
         self.save()
 
     def finish(self, metrics: dict, artifacts: dict) -> None:
-        self.metrics, self.artifacts, self.status = metrics, artifacts, "done"
+        self.metrics, self.artifacts, self.status, self.error = metrics, artifacts, "done", None
         self.save(finished=True)
 
     def fail(self, error: str) -> None:
-        self.status = "failed"
-        self.save(error=error)
+        self.status, self.error = "failed", error
+        self.failures.append({"at": utc_iso(), "error": error})
+        self.save()
+
+    @contextmanager
+    def recording(self):
+        """Whatever ends the block early (an error, Ctrl+C, SIGTERM turned into
+        KeyboardInterrupt) marks the run failed with the reason, then goes on up."""
+        try:
+            yield self
+        except BaseException as e:
+            reason = f"{type(e).__name__}: {e}" if str(e) else ("interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__)
+            if self.status != "done":
+                self.fail(reason)
+            raise
 
     def as_dict(self) -> dict:
         return {"id": self.id, "job": self.job, "status": self.status, "config": self.config,
                 "dataset_version": self.dataset_version, "code_version": code_version(), "hardware": hardware(),
                 "started_at": self.started_at, "started_at_utc": utc_iso(self.started_at), "resumed": self.resumed,
                 "epochs": self.epochs, "metrics": self.metrics, "artifacts": self.artifacts, "wall_s": round(self.wall_s, 3),
-                "folder": str(self.folder)}
+                "folder": str(self.folder), "error": self.error, "failures": self.failures}
 
     def save(self, finished: bool = False, error: str | None = None) -> None:
-        data = self.as_dict()
         if error:
-            data["error"] = error
+            self.error = error
+        data = self.as_dict()
         write_json(self.folder / "run.json", data)
         with Session(self.ws.engine) as s:
             row = s.get(TrainingRun, self.id) or TrainingRun(id=self.id, job=self.job)
@@ -143,7 +160,7 @@ class RunRecord:
             row.metrics_json = json.dumps(self.metrics, default=str)
             row.folder, row.wall_s, row.started_at = str(self.folder), data["wall_s"], self.started_at
             row.finished_at = time.time() if finished else None
-            row.error = error
+            row.error = self.error
             s.add(row)
             s.commit()
 

@@ -33,7 +33,7 @@ class ServingNlu(NluBackend):
         def load(folder: Path | None) -> EmbeddedNlu:
             return EmbeddedNlu(settings, model_dir=folder)
 
-        self.watcher = ServingWatcher(ws.engine, REGISTRY_NAME, load, interval_s=settings.serving_reload_s)
+        self.watcher = ServingWatcher(ws.engine, REGISTRY_NAME, load, interval_s=settings.finetune.serving_reload_s)
 
     @property
     def model_id(self) -> str:

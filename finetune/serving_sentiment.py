@@ -37,9 +37,9 @@ class ServingSentimentModel(SentimentModel):
         ModelRegistry(ws).ensure_builtin(REGISTRY_NAME)  # a fresh store: the shipped model is v1
 
         def load(folder: Path | None) -> SentimentModel:
-            return OnnxSentimentModel(settings.model_copy(update={"sentiment_model_dir": folder or settings.sentiment_model_dir}))
+            return OnnxSentimentModel(settings.model_copy(update={"sentiment_model_dir": folder or settings.sentiment.model_dir}))
 
-        self.watcher = ServingWatcher(ws.engine, REGISTRY_NAME, load, interval_s=settings.serving_reload_s)
+        self.watcher = ServingWatcher(ws.engine, REGISTRY_NAME, load, interval_s=settings.finetune.serving_reload_s)
         self._last_id: str | None = None
 
     def _id_of(self, model: SentimentModel, version: int | None) -> str:

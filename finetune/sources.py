@@ -100,11 +100,27 @@ def _sha(path: Path) -> str:
 # ------------------------------------------------------------------------------ sentiment
 
 
-def normalize_sentence(text: str) -> str:
-    """The sentiment model's text normalisation (MELD typography -> ASCII), shared with its build script."""
-    from callsense.nlp.sentiment.build_model import normalize_text
+# MELD is typeset with curly quotes, ellipses and dashes; live callsense text (ASR transcripts,
+# typed text) is mostly plain ASCII. Sentiment rows are mapped to ASCII before tokenization so
+# that training text looks like inference text. The sentiment export writes this table into
+# the model's manifest (`text_normalization.applied_in_training`), and the `onnx` runtime
+# applies the manifest's table to every sentence it scores (nlp/sentiment/onnx_model.py).
+TEXT_NORMALIZATION = {
+    "\u2019": "'",  # right single quote / apostrophe
+    "\u2018": "'",  # left single quote
+    "\u201c": '"',  # left double quote
+    "\u201d": '"',  # right double quote
+    "\u2026": "...",  # ellipsis
+    "\u2014": " - ",  # em dash
+    "\u2013": " - ",  # en dash
+    "\u00a0": " ",  # no-break space
+}
+_NORM_TABLE = str.maketrans(TEXT_NORMALIZATION)
 
-    return normalize_text(text)
+
+def normalize_sentence(text: str) -> str:
+    """The sentiment model's text normalisation: MELD typography -> ASCII, whitespace squeezed."""
+    return " ".join(text.translate(_NORM_TABLE).split())
 
 
 def read_meld(spec: SourceSpec) -> SourceRows:

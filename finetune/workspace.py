@@ -30,7 +30,7 @@ class Workspace:
 
     @property
     def root(self) -> Path:
-        return Path(self.settings.finetune_dir or Path(self.settings.data_dir) / "finetune")
+        return Path(self.settings.finetune.dir or Path(self.settings.data_dir) / "finetune")
 
     @property
     def datasets_dir(self) -> Path:
@@ -50,7 +50,7 @@ class Workspace:
 
     @property
     def audio_cache_dir(self) -> Path:
-        return Path(self.settings.audio_cache_dir or self.root / "cache" / "audio")
+        return Path(self.settings.finetune.audio_cache_dir or self.root / "cache" / "audio")
 
     @cached_property
     def engine(self):

@@ -16,7 +16,7 @@ class PipelineResources:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return BlobStore(self.settings.resolved_blob_dir, self.settings.inline_audio_max_bytes)
+        return BlobStore(self.settings.resolved_blob_dir, self.settings.pipeline.inline_audio_max_bytes)
 
     @cached_property
     def vad(self):
@@ -57,15 +57,18 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
     if name == "transcribe":
         from callsense.ingest.stages.transcribe import UtteranceTranscriber
 
-        return UtteranceTranscriber(res.asr_engine, res.blobs, pack_window_s=res.settings.asr_window_s)
+        return UtteranceTranscriber(res.asr_engine, res.blobs, pack_window_s=res.settings.pipeline.asr_window_s,
+                                    pii_redaction=res.settings.pipeline.pii_redaction)
     if name == "sentiment":
         from callsense.ingest.stages.sentiment import SentenceScorer
 
         return SentenceScorer(res.sentiment_model)
     if name == "store":
+        from callsense.ingest.categories import rules_from_settings
         from callsense.ingest.stages.store import ResultWriter
 
-        return ResultWriter(res.store)
+        # An invalid rule file stops here, before the worker consumes anything (CategoryRulesError).
+        return ResultWriter(res.store, rules_from_settings(res.settings))
     raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_NAMES)}")
 
 

@@ -34,6 +34,6 @@ def result_rows(events: Iterable[EventModel]) -> ResultBatch:
 
 def _sentence_row(s) -> SentenceRow:
     if s.sentiment is None:
-        return SentenceRow(index=s.index, text=s.text, start=s.start, end=s.end)
+        return SentenceRow(index=s.index, text=s.text, start=s.start, end=s.end, loudness_dbfs=s.loudness_dbfs)
     return SentenceRow(index=s.index, text=s.text, start=s.start, end=s.end, sentiment=s.sentiment.label,
-                       confidence=s.sentiment.confidence, model=s.sentiment.model)
+                       confidence=s.sentiment.confidence, model=s.sentiment.model, loudness_dbfs=s.loudness_dbfs)

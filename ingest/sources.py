@@ -22,6 +22,10 @@ from callsense.core.settings import Settings
 from callsense.store.blobs import BlobStore
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".mp4"}
+# Chats and emails (ingest/conversations.py). A folder is searched for the unambiguous ones;
+# .txt and .log files are chat logs only when named on the command line.
+TEXT_SUFFIXES = {".jsonl", ".ndjson", ".txt", ".log", ".chat", ".eml", ".mbox"}
+FOLDER_TEXT_SUFFIXES = {".jsonl", ".ndjson", ".chat", ".eml", ".mbox"}
 
 
 def call_id_for(path: Path, data: bytes) -> str:
@@ -45,7 +49,7 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES)
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES | FOLDER_TEXT_SUFFIXES)
             if not found and p.suffix.lower() in AUDIO_SUFFIXES:
                 found = [p]
             out.extend(found)
@@ -106,7 +110,7 @@ def recorded_call(path: Path, blobs: BlobStore, agent_id: str | None = None, cal
     probed (container, codec, rate, channels, duration within the limits) before its bytes
     are stored as a blob; anything refused raises BadInput with the reason."""
     settings = settings or Settings()
-    data = read_input(path, settings.max_input_bytes)
+    data = read_input(path, settings.pipeline.max_input_bytes)
     probe_audio(data, AudioLimits.from_settings(settings))
     return CallRecorded(
         call_id=call_id or call_id_for(path, data), source_name=display_name(path),
@@ -120,7 +124,7 @@ def live_chunks(
 ) -> Iterator[CallChunk]:
     """Yield a file as a live call: interleaved PCM chunks at real-time pace."""
     settings = Settings()
-    decoded = decode_audio(read_input(path, settings.max_input_bytes), limits=AudioLimits.from_settings(settings))
+    decoded = decode_audio(read_input(path, settings.pipeline.max_input_bytes), limits=AudioLimits.from_settings(settings))
     audio = collapse_dual_mono(decoded.channels)
     audio = resample(audio, TARGET_RATE, sample_rate)
     pcm16 = (np.clip(audio.T, -1, 1) * 32767).astype("<i2")  # (samples, channels)

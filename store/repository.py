@@ -10,8 +10,8 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from callsense.store.rows import CallOpening, ResultBatch, UtteranceRow
-from callsense.store.schema import Call, DeadLetterRecord, Sentence, Utterance
+from callsense.store.rows import CallForRules, CallOpening, CategoryRow, ResultBatch, UtteranceRow
+from callsense.store.schema import Call, CallCategory, DeadLetterRecord, Sentence, Utterance
 
 
 # Reasons and details come from exceptions and messages: bounded before they are stored.
@@ -107,11 +107,13 @@ class ResultStore:
                  agent_id=u.agent_id, call_started_at=started.get(u.call_id) or 0.0, start=sent.start, end=sent.end,
                  text=sent.text, sentiment=sent.sentiment, confidence=sent.confidence,
                  sentiment_model=sent.model, asr_model=u.asr_model,
-                 ended_at=(u.live_started_at + sent.end) if u.live_started_at else None, stored_at=now)
+                 ended_at=(u.live_started_at + sent.end) if u.live_started_at else None, stored_at=now,
+                 loudness_dbfs=sent.loudness_dbfs)
             for u in utts for sent in u.sentences if sent.sentiment is not None
         ]
         self._upsert_many(s, Sentence, rows, ["call_id", "channel", "utterance_idx", "idx"],
-                          ("text", "start", "end", "sentiment", "confidence", "sentiment_model", "asr_model", "stored_at"))
+                          ("text", "start", "end", "sentiment", "confidence", "sentiment_model", "asr_model", "stored_at",
+                           "loudness_dbfs"))
         # A re-transcription that found fewer sentences must not leave stale ones behind.
         stale = delete(Sentence).where(
             Sentence.call_id == bindparam("c"), Sentence.channel == bindparam("ch"),
@@ -129,6 +131,103 @@ class ResultStore:
             if stored.get(call.id, 0) >= call.utterances_expected:
                 call.status, call.finished_at = "done", now
                 s.add(call)
+
+    # ---- categories ----------------------------------------------------------------
+
+    def calls_for_rules(self, call_ids: Sequence[str]) -> list[CallForRules]:
+        """The calls and their sentences (time order) the category rules read; one query each."""
+        ids = sorted(set(call_ids))
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return self._calls_for_rules(conn, ids)
+
+    @staticmethod
+    def _calls_for_rules(conn, ids: Sequence[str], contiguous: bool = False) -> list[CallForRules]:
+        """`contiguous`: `ids` are every call id from ids[0] to ids[-1] (a keyset page), so the
+        sentences are read by one index range instead of a long IN list."""
+        calls = conn.execute(select(Call.id, Call.mode, Call.status, Call.duration_s).where(Call.id.in_(ids))).all()
+        by_call: dict[str, list[tuple]] = {c.id: [] for c in calls}
+        cols = (Sentence.call_id, Sentence.speaker, Sentence.start, Sentence.end, Sentence.text, Sentence.sentiment,
+                Sentence.loudness_dbfs)
+        if contiguous:
+            q = select(*cols).where(Sentence.call_id >= ids[0], Sentence.call_id <= ids[-1])
+        else:
+            q = select(*cols).where(Sentence.call_id.in_(ids))
+        for r in conn.execute(q).tuples():
+            got = by_call.get(r[0])
+            if got is not None:
+                got.append(r[1:])
+        out = []
+        for c in calls:
+            sentences = by_call[c.id]
+            sentences.sort(key=lambda s: (s[1], s[2]))
+            out.append(CallForRules(c.id, c.mode, c.status, c.duration_s, sentences))
+        return out
+
+    def iter_calls_for_rules(self, batch: int = 2000, *, since: float | None = None):
+        """Every stored call for the rules, `batch` calls per read (keyset pages by id): yields lists."""
+        last = ""
+        with self.engine.connect() as conn:
+            while True:
+                q = select(Call.id).where(Call.id > last).order_by(Call.id).limit(batch)
+                if since is not None:
+                    q = q.where(Call.started_at >= since)
+                ids = list(conn.execute(q).scalars())
+                if not ids:
+                    return
+                yield self._calls_for_rules(conn, ids, contiguous=since is None)
+                last = ids[-1]
+
+    def add_categories(self, rows: Sequence[CategoryRow], now: float | None = None) -> list[CategoryRow]:
+        """Store new matches (a live call's alerts); a category already stored for a call keeps
+        its first row. Returns the rows that were new."""
+        if not rows:
+            return []
+        now = now or time.time()
+        ids = sorted({r.call_id for r in rows})
+        with Session(self.engine) as s:
+            have = set(s.exec(select(CallCategory.call_id, CallCategory.category)
+                              .where(CallCategory.call_id.in_(ids))).all())
+            new = [r for r in rows if (r.call_id, r.category) not in have]
+            if new:
+                s.connection().execute(self._insert(CallCategory).on_conflict_do_nothing(
+                    index_elements=["call_id", "category"]), [self._category_values(r, now) for r in new])
+            s.commit()
+        return new
+
+    def set_categories(self, call_ids: Sequence[str], rows: Sequence[CategoryRow], now: float | None = None) -> list[CategoryRow]:
+        """The calls' categories become exactly `rows` (a final evaluation): categories that no
+        longer match go, those still matching keep their first row. Returns the rows that were new."""
+        ids = sorted(set(call_ids))
+        if not ids:
+            return []
+        now = now or time.time()
+        wanted = {(r.call_id, r.category) for r in rows}
+        with Session(self.engine) as s:
+            conn = s.connection()
+            have = set(conn.execute(select(CallCategory.call_id, CallCategory.category)
+                                    .where(CallCategory.call_id.in_(ids))).all())
+            gone = [dict(c=c, k=k) for c, k in have - wanted]
+            if gone:
+                conn.execute(delete(CallCategory).where(CallCategory.call_id == bindparam("c"),
+                                                        CallCategory.category == bindparam("k")), gone)
+            new = [r for r in rows if (r.call_id, r.category) not in have]
+            if new:
+                conn.execute(self._insert(CallCategory).on_conflict_do_nothing(index_elements=["call_id", "category"]),
+                             [self._category_values(r, now) for r in new])
+            s.commit()
+        return new
+
+    @staticmethod
+    def _category_values(r: CategoryRow, now: float) -> dict:
+        return dict(call_id=r.call_id, category=r.category, first_sentence_idx=r.first_sentence_idx,
+                    start=r.start, matched_at=now)
+
+    def categories(self, call_id: str) -> list[CallCategory]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(CallCategory).where(CallCategory.call_id == call_id)
+                               .order_by(CallCategory.start, CallCategory.category)).scalars())
 
     # ---- reads -------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class SentenceRow:
     sentiment: str | None = None
     confidence: float | None = None
     model: str | None = None
+    loudness_dbfs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,28 @@ class FailureRow:
     call_id: str | None = None
     detail: str = ""
     fatal: bool = True
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    """A category that matched a call, and the sentence (index in time order, call time) that made it match."""
+
+    call_id: str
+    category: str
+    first_sentence_idx: int | None = None
+    start: float | None = None
+
+
+@dataclass(frozen=True)
+class CallForRules:
+    """What the category rules read of one call: sentences as (speaker, start, end, text, sentiment,
+    loudness_dbfs) tuples in time order."""
+
+    call_id: str
+    mode: str
+    status: str
+    duration_s: float | None
+    sentences: list[tuple]
 
 
 @dataclass

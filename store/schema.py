@@ -73,6 +73,26 @@ class Sentence(SQLModel, table=True):
     # Live calls: wall-clock time the sentence ended in the call, to measure latency.
     ended_at: float | None = None
     stored_at: float = 0.0
+    # RMS level of the sentence's audio (dBFS), where the audio was at hand when it was transcribed.
+    loudness_dbfs: float | None = None
+
+
+class CallCategory(SQLModel, table=True):
+    """A category rule that matched a call (`nlp/categories.py`). Live calls get the row as
+    soon as the sentence that makes the rule match is stored: that is the alert."""
+
+    __tablename__ = "call_categories"
+    __table_args__ = (
+        UniqueConstraint("call_id", "category", name="uq_call_category"),
+        Index("ix_call_categories_category_matched", "category", "matched_at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    call_id: str = Field(index=True)
+    category: str
+    # The sentence that made the rule match: its index in the call's sentences in time order, and its call time (s).
+    first_sentence_idx: int | None = None
+    start: float | None = None
+    matched_at: float = 0.0  # wall-clock time the match was stored
 
 
 class DeadLetterRecord(SQLModel, table=True):

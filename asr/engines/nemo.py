@@ -68,18 +68,18 @@ class NemoEngine(AsrEngine):
     name = "nemo"
 
     def __init__(self, settings: Settings):
-        path = checked_checkpoint(settings.nemo_model_path)
+        path = checked_checkpoint(settings.asr.nemo_model_path)
         ASRModel = _nemo_asr()
         import torch
 
         torch.set_num_threads(settings.cpu_threads)
         try:
-            model = ASRModel.restore_from(str(path), map_location=torch.device(settings.nemo_device))
+            model = ASRModel.restore_from(str(path), map_location=torch.device(settings.asr.nemo_device))
         except Exception as e:  # NeMo raises anything from tar, yaml, hydra and torch here
             raise AsrUnavailable(f"cannot load the NeMo model {path}: {_first_line(e)}") from None
         model.eval()
         self._model = model
-        self._batch_size = settings.nemo_batch_size
+        self._batch_size = settings.asr.nemo_batch_size
         self._rate = int(getattr(model.cfg, "sample_rate", None) or RATE)
         self._model_id = f"nemo:{path.stem}@{_file_digest(path)[:12]}"
         self._timestamps = True

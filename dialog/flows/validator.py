@@ -15,7 +15,9 @@ def edges(flows: m.FlowSet, st: m.State) -> list[tuple[str, str]]:
                 if target in flows.states]
     outcomes: tuple[str | None, ...]
     if st.type == m.INPUT_USER:
-        outcomes = ("match", "notmatch")
+        entities = st.properties.get("entities") if isinstance(st.properties.get("entities"), dict) else {}
+        asks_again = bool(st.properties.get("error_text")) and bool(entities.get("require_match", False))
+        outcomes = ("match",) if asks_again else ("match", "notmatch")  # error_text: no notmatch
         if labels.NLU_ERROR in flows.intent_transitions:
             out.append(("jarvis_error", flows.intent_transitions[labels.NLU_ERROR]))
     elif st.type == m.CONDITIONAL_EXISTS:

@@ -78,6 +78,18 @@ class ItemVocabulary:
     def knows(self, text: str) -> bool:
         return bool(self.match(text))
 
+    def exact(self, text: str) -> bool:
+        """Is the phrase itself (or its singular) an item's name, alias or brand + alias?"""
+        key = phrase_key(text)
+        if not key:
+            return False
+        singular = " ".join(w[:-1] if w.endswith("s") and len(w) > 3 else w for w in key.split())
+        if key in self._phrases or singular in self._phrases:
+            return True
+        words = key.split()
+        return len(words) > 1 and words[0] in self._brands and (" ".join(words[1:]) in self._phrases
+                                                               or " ".join(singular.split()[1:]) in self._phrases)
+
     def match(self, text: str) -> list[str]:
         """Item names a customer's phrase may mean, best first ([] when none): the phrase
         itself, its singular, the longest known phrase inside it, else a brand in it."""

@@ -130,9 +130,9 @@ class YelpStoreFinder(StoreFinder):
     def __init__(self, resources: FulfillmentResources, catalog: Catalog | None):
         super().__init__(resources, catalog)
         s = resources.settings
-        self.base_url = s.yelp_url
-        self.key = s.yelp_api_key.get_secret_value() if s.yelp_api_key else None
-        self.timeout = s.fulfillment_timeout_s
+        self.base_url = s.dialog.yelp_url
+        self.key = s.dialog.yelp_api_key.get_secret_value() if s.dialog.yelp_api_key else None
+        self.timeout = s.dialog.fulfillment_timeout_s
 
     def find(self, location: str, store_type_text: str | None, sort: str | None) -> StoreAnswer | str:
         if not self.key:
@@ -215,10 +215,10 @@ class EbayPrices(PriceSource):
     def __init__(self, resources: FulfillmentResources, catalog: Catalog | None):
         super().__init__(resources, catalog)
         s = resources.settings
-        self.base_url = s.ebay_url
-        self.token = s.ebay_token.get_secret_value() if s.ebay_token else None
-        self.marketplace = s.ebay_marketplace
-        self.timeout = s.fulfillment_timeout_s
+        self.base_url = s.dialog.ebay_url
+        self.token = s.dialog.ebay_token.get_secret_value() if s.dialog.ebay_token else None
+        self.marketplace = s.dialog.ebay_marketplace
+        self.timeout = s.dialog.fulfillment_timeout_s
 
     def prices(self, item_text: str, location: str, sort: str | None) -> PriceAnswer | str:
         if not self.token:
@@ -279,8 +279,8 @@ class RetailFulfillment(FulfillmentProvider):
             raise ValueError("the Retail provider needs the store's database (FulfillmentResources.db)")
         # The catalog is always there: stock comes from it whatever answers stores and prices.
         self.catalog = Catalog(resources.db)
-        self.stores = store_finders.get(s.retail_store_provider)(resources, self.catalog)
-        self.prices = price_sources.get(s.retail_price_provider)(resources, self.catalog)
+        self.stores = store_finders.get(s.dialog.retail_store_provider)(resources, self.catalog)
+        self.prices = price_sources.get(s.dialog.retail_price_provider)(resources, self.catalog)
 
     def fulfill(self, context: Mapping[str, Any]) -> dict[str, Any]:
         intent = labels.fulfillment_intent(str(context.get("intent") or "find_the_store"))
@@ -395,6 +395,8 @@ class RetailFulfillment(FulfillmentProvider):
             return self._store(location, None, sort, period)
         city = self.catalog.resolve_city(location)
         names = self.catalog.match_items(item)
+        if city is not None and not names:  # not the nearest store of any kind: say so
+            return {self.status_key: f"Sorry, I couldn't find {item} in our catalog."}
         if city is None or not names:
             return self._store(location, None, sort, period)
         offers = self.catalog.find_offers(city, names, "rating.high" if sort == "rating.high" else "distance",

@@ -151,9 +151,9 @@ class WeatherStackForecasts(WeatherSource):
     def __init__(self, resources: FulfillmentResources):
         super().__init__(resources)
         s = resources.settings
-        self.base_url = s.weatherstack_url
-        self.key = s.weatherstack_api_key.get_secret_value() if s.weatherstack_api_key else None
-        self.timeout = s.fulfillment_timeout_s
+        self.base_url = s.dialog.weatherstack_url
+        self.key = s.dialog.weatherstack_api_key.get_secret_value() if s.dialog.weatherstack_api_key else None
+        self.timeout = s.dialog.fulfillment_timeout_s
 
     def _get(self, path: str, params: dict[str, Any]) -> dict:
         if not self.key:
@@ -412,8 +412,8 @@ class WeatherFulfillment(FulfillmentProvider):
 
     def __init__(self, resources: FulfillmentResources):
         super().__init__(resources)
-        self.source = weather_sources.get(resources.settings.weather_provider)(resources)
-        self.units = Units(resources.settings.weather_units)
+        self.source = weather_sources.get(resources.settings.dialog.weather_provider)(resources)
+        self.units = Units(resources.settings.dialog.weather_units)
 
     def fulfill(self, context: Mapping[str, Any]) -> dict[str, Any]:
         location = str(context.get("location") or "").strip()

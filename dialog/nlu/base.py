@@ -19,6 +19,8 @@ class NluResult:
     slots: dict[str, str] = field(default_factory=dict)  # slot name -> surface text ("location" -> "los angeles")
     tokens: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # BIO tag per token
+    # what the dialog layer adds (understanding.py): "also_asked", the questions after the first
+    extra: dict = field(default_factory=dict)
 
 
 class NluUnavailable(RuntimeError):
@@ -43,4 +45,4 @@ nlu_backends: Registry[NluBackend] = Registry(
 
 
 def create_nlu(settings: Settings) -> NluBackend:
-    return nlu_backends.get(settings.nlu_backend)(settings)
+    return nlu_backends.get(settings.dialog.nlu_backend)(settings)

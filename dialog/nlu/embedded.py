@@ -1,5 +1,5 @@
 """The embedded NLU backend: the joint intent + slot model of `callsense.nlp.intent_slot`
-(default: the shipped model, or `settings.nlu_model_dir`). The model predicts training labels
+(default: the shipped model, or `settings.dialog.nlu_model_dir`). The model predicts training labels
 (`find_the_store`, `unknown`, `B-location`, ...); `callsense.dialog.nlu.labels` maps them to
 the flow labels and context slots that `NluBackend.parse` returns.
 """
@@ -32,9 +32,9 @@ class EmbeddedNlu(NluBackend):
     def __init__(self, settings: Settings | None = None, *, model_dir: Path | str | None = None,
                  confidence_threshold: float | None = None):
         settings = settings if settings is not None else Settings()
-        folder = model_dir or settings.nlu_model_dir or DEFAULT_MODEL_DIR
-        threshold = settings.nlu_confidence_threshold if confidence_threshold is None else float(confidence_threshold)
-        self.confidence_threshold = max(threshold, settings.nlu_min_confidence)
+        folder = model_dir or settings.dialog.nlu_model_dir or DEFAULT_MODEL_DIR
+        threshold = settings.dialog.nlu_confidence_threshold if confidence_threshold is None else float(confidence_threshold)
+        self.confidence_threshold = max(threshold, settings.dialog.nlu_min_confidence)
         try:
             self.model = JointIntentSlotModel(Path(folder), threads=settings.cpu_threads)
         except IntentSlotUnavailable as e:

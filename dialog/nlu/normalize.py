@@ -39,7 +39,7 @@ REPLACEMENTS: dict[str, str] = {
     "temprature": "temperature", "temperture": "temperature", "tempature": "temperature",
     "tempreture": "temperature", "temperatue": "temperature",
     "humidty": "humidity", "humdity": "humidity", "humiditiy": "humidity",
-    "rainin": "raining", "raing": "raining", "snowin": "snowing", "snowign": "snowing",
+    "precip": "precipitation", "rainin": "raining", "raing": "raining", "snowin": "snowing", "snowign": "snowing",
     "sunnny": "sunny", "cloudly": "cloudy", "clowdy": "cloudy",
     # shopping
     "nearst": "nearest", "neares": "nearest", "closeset": "closest", "clostest": "closest",
@@ -143,6 +143,13 @@ _CODE_WORDS = frozenset({
 })
 
 
+#: Words that refer to a thing without naming it ("do you have *them*?").
+_NO_NAME_WORDS = frozenset({
+    "it", "them", "that", "those", "this", "these", "one", "ones", "some", "any", "stuff", "thing", "things",
+    "something", "anything", "everything", "the", "a", "an", "same", "there", "here", "they", "what", "which",
+})
+
+
 def looks_like_code(text: str) -> bool:
     """SQL, template or script syntax in a user's text (never a shopper's question)."""
     return bool(text) and _CODE.search(text) is not None
@@ -159,7 +166,7 @@ def plausible_value(value: str) -> bool:
         return False
     if not any(sum(ch.isalpha() for ch in w) >= 2 for w in words):
         return False
-    if any(w in _CODE_WORDS for w in words):
+    if any(w in _CODE_WORDS for w in words) or all(w in _NO_NAME_WORDS for w in words):
         return False
     return all(any(ch.isalpha() for ch in w) or w.isdigit() for w in words)
 

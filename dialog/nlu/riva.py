@@ -116,13 +116,13 @@ class RivaNlu(NluBackend):
                  retries: int | None = None, domain: str | None = None, confidence_threshold: float | None = None):
         settings = settings if settings is not None else Settings()
         riva_client, self._pb = riva_nlp_modules()
-        self.timeout_s = float(timeout_s or settings.riva_nlu_timeout_s)
-        self.retries = int(retries if retries is not None else settings.riva_nlu_retries)
-        self.domain = domain if domain is not None else settings.riva_nlu_domain
-        self.language = settings.riva_language
-        threshold = settings.riva_nlu_confidence_threshold if confidence_threshold is None else float(confidence_threshold)
-        self.confidence_threshold = max(threshold, settings.nlu_min_confidence)
-        self.url = settings.riva_url
+        self.timeout_s = float(timeout_s or settings.riva.nlu_timeout_s)
+        self.retries = int(retries if retries is not None else settings.riva.nlu_retries)
+        self.domain = domain if domain is not None else settings.riva.nlu_domain
+        self.language = settings.riva.language
+        threshold = settings.riva.nlu_confidence_threshold if confidence_threshold is None else float(confidence_threshold)
+        self.confidence_threshold = max(threshold, settings.dialog.nlu_min_confidence)
+        self.url = settings.riva.url
         self._conn = RivaConnection(settings.model_copy(update={"riva_timeout_s": self.timeout_s}), setup_error=NluUnavailable)
         self._service = riva_client.NLPService(self._conn.auth)
 

@@ -15,12 +15,13 @@ normalised text).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from functools import lru_cache
 from typing import Iterable
 
 from callsense.dialog.nlu import labels
-from callsense.dialog.nlu.base import NO_MATCH, NluBackend, NluResult
+from callsense.dialog.nlu.base import NO_MATCH, NluBackend, NluResult, NluUnavailable
 from callsense.dialog.nlu.normalize import looks_like_code, normalize_text, plausible_value
 
 log = logging.getLogger("callsense.dialog")
@@ -95,6 +96,24 @@ _HOURS_STARTS = frozenset({"is", "are", "when", "what", "what's", "does", "do", 
                            "til", "was", "whats", "which", "can", "could"})
 
 
+_QUESTION_START = (r"(?:what|whats|what's|how|hows|how's|is|are|r|do|does|can|could|will|would|where|wheres|"
+                   r"where's|when|which|any|got|should|did|tell|show|find)\b")
+_CLAUSE_BREAK = re.compile(
+    rf"\s*\?+\s*(?:and\s+|also\s+|plus\s+|&\s+)?(?=\w)"
+    rf"|\s*[,;]?\s+(?:and(?:\s+also)?|also|plus|&)\s+(?={_QUESTION_START})"
+    rf"|\s*[.;!]\s+(?:and\s+|also\s+)?(?={_QUESTION_START})",
+    re.IGNORECASE)
+
+
+def split_questions(text: str) -> list[str]:
+    """A text with several questions -> the questions (each of two words or more), else [text]."""
+    parts = [p.strip(" ?!.,;") for p in _CLAUSE_BREAK.split(text or "")]
+    parts = [p for p in parts if p]
+    if len(parts) < 2 or any(len(labels.tokenize(p)) < 2 for p in parts):
+        return [text]
+    return parts
+
+
 def asks_opening_hours(tokens: list[str]) -> bool:
     """"is the pharmacy open tomorrow?", "when does it close?", "store hours in Austin" (not
     "open the map")."""
@@ -135,10 +154,30 @@ class Understanding(NluBackend):
         if not isinstance(result, NluResult):
             return result  # the engine reports a backend that answers nonsense
         try:
-            return self.refine(result, text if isinstance(text, str) else "", normalized or "")
+            refined = self.refine(result, text if isinstance(text, str) else "", normalized or "")
+            return self._first_question(refined, text, normalized) if isinstance(text, str) else refined
+        except NluUnavailable:
+            raise
         except Exception:  # noqa: BLE001 - a bug here must not cost the user the backend's answer
             log.exception("understanding: refining %r failed; using the backend's result", text)
             return result
+
+    def _first_question(self, whole: NluResult, text: str, normalized: str) -> NluResult:
+        """Several questions at once ("how much are airpods in Austin and do you have them in
+        stock?"): the first is answered, the others are said back (`extra["also_asked"]`)."""
+        parts = split_questions(normalized)
+        if len(parts) < 2 or looks_like_code(text):
+            return whole
+        first = self.refine(self.inner.parse(parts[0]), parts[0], parts[0])
+        if first.intent == NO_MATCH or first.intent not in self.intents or first.intent in labels.RULE_INTENTS:
+            return whole
+        slots = dict(first.slots)
+        for key in ("location", "time"):  # the place and the day are said once for all the questions
+            if key in whole.slots and key not in slots:
+                slots[key] = whole.slots[key]
+        # the words and tags stay those of the whole message (archived as said)
+        return replace(whole, intent=first.intent, confidence=first.confidence, slots=slots,
+                       extra={**whole.extra, "also_asked": list(parts[1:])})
 
     # ---- the steps -------------------------------------------------------------
 
@@ -149,11 +188,15 @@ class Understanding(NluBackend):
         intent = result.intent
         code = looks_like_code(text)
 
+        if slots.get("time") is not None and not _names_a_time(str(slots["time"])):
+            slots.pop("time")  # "on" of "rain on my parade"
+            tags = _untag(tags, tokens, "time")
+        tags, slots = self._choose_location(tokens, tags, slots)
         tags, slots = self._fill_from_gazetteers(tokens, tags, slots, normalized, intent, code)
         tags, slots = self._choose_item(tokens, tags, slots, code)
         for key in ENTITY_KEYS:
             value = slots.get(key)
-            if value is None or (key == "item" and _items().knows(str(value))):
+            if value is None or (key == "item" and _items().exact(str(value))):
                 continue
             if not plausible_value(str(value)) or (code and key != "location"):
                 slots.pop(key)
@@ -167,6 +210,30 @@ class Understanding(NluBackend):
         if talk and talk in self.intents and not (set(slots) - {"time"}):
             intent, confidence = talk, 1.0
         return replace(result, intent=intent, confidence=confidence, slots=slots, tokens=tokens, tags=tags)
+
+    def _choose_location(self, tokens, tags, slots):
+        """Of several places the backend tagged ("the north face ... in seattle"), one the
+        gazetteers know; a tagged word that is no place while a known place is untagged
+        gives way to that place."""
+        spans = _spans_of(tags, ("location",))
+        places = _keywords().gazetteers["location"]
+        if not spans or any(tuple(tokens[s:e]) in places for s, e in spans[:1]):
+            return tags, slots
+        known = [(s, e) for s, e in spans if tuple(tokens[s:e]) in places]
+        if not known:  # a known place the backend left untagged ("in the seahawks game in seattle")
+            for span in _keywords().find_spans(tokens, ""):
+                if span.key == "location" and all(
+                        tags[j] == labels.OUTSIDE or _function_tag(tags[j]) for j in range(span.start, span.end)):
+                    known = [(span.start, span.end)]
+                    break
+        if not known:
+            return tags, slots
+        s, e = known[0]
+        tags = _untag(tags, tokens, "location")
+        for j in range(s, e):
+            tags[j] = ("B-" if j == s else "I-") + "location"
+        slots["location"] = " ".join(tokens[s:e])
+        return tags, slots
 
     def _fill_from_gazetteers(self, tokens, tags, slots, normalized, intent, code):
         """A place or day the backend left untagged, that the gazetteers know exactly; an
@@ -206,7 +273,14 @@ class Understanding(NluBackend):
                 joined.append((s, e))
         candidates = [c for c in joined if c not in candidates] + candidates
         vocabulary = _items()
-        known = [(s, e) for s, e in candidates if vocabulary.knows(" ".join(tokens[s:e]))]
+        for s, e in list(candidates):  # "ray" + "bans", "band" + "aids", "adidas" + "sneakers"
+            for s2, e2 in ((s, e + 1), (s, e + 2), (s - 1, e), (s - 2, e)):
+                if 0 <= s2 and e2 <= len(tokens) and (s2, e2) not in candidates and all(
+                        j in range(s, e) or _absorbable(tags[j]) for j in range(s2, e2)) and (
+                        vocabulary.exact(" ".join(tokens[s2:e2]))):
+                    candidates.insert(0, (s2, e2))
+        knows = vocabulary.exact if code else vocabulary.knows
+        known = [(s, e) for s, e in candidates if knows(" ".join(tokens[s:e]))]
         if known:
             s, e = max(known, key=lambda c: (c[1] - c[0], -c[0]))
         elif code:
@@ -224,11 +298,18 @@ class Understanding(NluBackend):
                         "item.type")
             for j in range(s, e):
                 tags[j] = ("B-" if j == s else "I-") + kind
+            tags = repair(tags)
+            left = {labels.SLOT_TYPE_TO_CONTEXT_KEY.get(t[2:]) for t in tags if t != labels.OUTSIDE}
+            for key in ("sort", "item_color", "item_size", "item_quantity"):  # absorbed into the item's name
+                if key not in left:
+                    slots.pop(key, None)
         return tags, slots
 
 
 #: Words that end an item's name on its left ("how much is a | unicorn plushie").
 _NOT_ITEM_WORDS = frozenset({
+    "good", "nice", "great", "decent", "new", "spot", "place", "places", "one", "ones", "some", "more",
+    "eat", "grab", "try", "order", "purchase", "pick", "drink", "sells", "sell", "stock", "stocks", "got",
     "a", "an", "the", "some", "any", "is", "are", "was", "of", "for", "much", "many", "how", "what", "what's",
     "whats", "price", "prices", "cost", "costs", "do", "does", "you", "have", "sell", "carry", "stock", "in", "at",
     "near", "buy", "get", "find", "i", "me", "my", "need", "want", "looking", "pair", "pairs", "and", "or", "to",
@@ -248,6 +329,35 @@ def _widen(tokens: list[str], tags: list[str], start: int, end: int) -> tuple[in
             break
         start -= 1
     return start, end
+
+
+_TIME_WORDS = frozenset({
+    "today", "tonight", "tomorrow", "now", "currently", "morning", "afternoon", "evening", "night", "noon",
+    "midnight", "week", "weekend", "weekends", "day", "days", "hour", "hours", "month", "year", "later", "soon",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "christmas", "eve", "holidays",
+    "holiday", "weekday", "weekdays", "late", "early", "right", "yesterday", "minutes", "am", "pm",
+})
+
+
+def _names_a_time(value: str) -> bool:
+    words = labels.tokenize(value)
+    return any(w in _TIME_WORDS or any(ch.isdigit() for ch in w) for w in words)
+
+
+def _absorbable(tag: str) -> bool:
+    """A tag a catalog item's name may take over ("adidas" read as a price word)."""
+    return tag == labels.OUTSIDE or _function_tag(tag) or tag[2:].startswith(("cost.", "rating.", "item."))
+
+
+def repair(tags: list[str]) -> list[str]:
+    """An `I-x` that no longer continues an `x` span becomes `B-x`."""
+    out, previous = [], labels.OUTSIDE
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        previous = tag
+    return out
 
 
 def _function_tag(tag: str) -> bool:

@@ -16,12 +16,13 @@ prove the job end to end with it.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from callsense.finetune.datasets import DatasetStore
-from callsense.finetune.jobs.trainer import TrainOptions
-from callsense.finetune.runs import Progress, RunRecord, SilentProgress
+from pydantic import Field
+
+from callsense.finetune.jobs.base import Job, JobConfig, JobContext, JobResult, TrainOptions, register_candidate
+from callsense.finetune.runs import Progress
 from callsense.finetune.workspace import FinetuneError, Workspace, write_json
 
 NEMO_EXTRA_HINT = "pip install 'callsense[nemo]' (nemo_toolkit[asr]==3.0.0 and torch)"
@@ -38,27 +39,13 @@ def require_nemo():
     logging.getLogger("nemo_logger").setLevel(logging.ERROR)
 
 
-@dataclass
-class AsrJobConfig:
-    dataset: str
-    model: str  # path of the .nemo to start from
-    name: str = "asr"
-    register: bool = True
-    max_duration: float = 30.0
-    train: TrainOptions = field(default_factory=lambda: TrainOptions(epochs=5, batch_size=4, lr=1e-4, warmup_ratio=0.0))
+class AsrJobConfig(JobConfig):
+    job: ClassVar[str] = "asr"
 
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["train"] = self.train.as_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AsrJobConfig":
-        from dataclasses import fields
-
-        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}  # run records add e.g. init_resolved
-        d["train"] = TrainOptions(**d["train"])
-        return cls(**d)
+    model: str = Field(min_length=1, description="path of the .nemo checkpoint to start from")
+    name: str = Field("asr", min_length=1, description="registry name")
+    max_duration: float = Field(30.0, gt=0, description="clips longer than this (s) are left out of training")
+    train: TrainOptions = Field(default_factory=lambda: TrainOptions(epochs=5, batch_size=4, lr=1e-4, warmup_ratio=0.0))
 
 
 def build_tiny_ctc(path: Path, seed: int = 0) -> Path:
@@ -96,38 +83,35 @@ def _data_config(model, manifest: Path, batch_size: int, shuffle: bool, max_dura
     return cfg
 
 
-def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: str | None = None,
-                progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
-    progress = progress or SilentProgress()
-    require_nemo()
-    import lightning.pytorch as pl
-    import torch
-    from nemo.collections.asr.models import ASRModel
+class AsrJob(Job[AsrJobConfig]):
+    name = "asr"
+    dataset_kind = "asr"
+    config_type = AsrJobConfig
 
-    from callsense.finetune.audio_cache import AudioCache
-    from callsense.finetune.jobs.trainer import pick_device
+    def requirements(self) -> None:
+        require_nemo()
 
-    if resume:
-        run, config = RunRecord.resume(ws, resume, "asr", AsrJobConfig.from_dict, threads, device)
-    elif config is None:
-        raise FinetuneError("give a job configuration or --resume RUN")
-    dataset = DatasetStore(ws).get(config.dataset)
-    if dataset.kind != "asr":
-        raise FinetuneError(f"dataset {dataset.id} is a {dataset.kind} dataset, not asr")
-    source = Path(config.model)
-    from callsense.asr.engines.nemo import checked_checkpoint
-    from callsense.asr.base import AsrUnavailable
+    def prepare(self, ws, config, dataset) -> dict:
+        from callsense.asr.base import AsrUnavailable
+        from callsense.asr.engines.nemo import checked_checkpoint
 
-    try:
-        checked_checkpoint(source)
-    except AsrUnavailable as e:
-        raise FinetuneError(str(e)) from None
-    if not dataset.rows("train"):
-        raise FinetuneError(f"dataset {dataset.id} has no train rows")
-    if not resume:
-        run = RunRecord.create(ws, "asr", config.as_dict(), dataset.id)
-    try:
-        cache = AudioCache(ws.audio_cache_dir, ws.settings.decoder)
+        try:
+            checked_checkpoint(Path(config.model))
+        except AsrUnavailable as e:
+            raise FinetuneError(str(e)) from None
+        return {}
+
+    def execute(self, ctx: JobContext[AsrJobConfig]) -> JobResult:
+        import lightning.pytorch as pl
+        import torch
+        from nemo.collections.asr.models import ASRModel
+
+        from callsense.finetune.audio_cache import AudioCache
+        from callsense.finetune.jobs.trainer import pick_device
+
+        ws, config, dataset, run, progress, resume = ctx.ws, ctx.config, ctx.dataset, ctx.run, ctx.progress, ctx.resumed
+        source = Path(config.model)
+        cache = AudioCache(ws.audio_cache_dir, ws.settings.pipeline.decoder)
         progress.note("writing NeMo manifests (decoded-audio cache)")
         manifests = dataset.export("nemo-asr", cache=cache, out_dir=run.folder / "manifests")
         cache_stats = cache.stats.as_dict()
@@ -171,6 +155,8 @@ def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: st
         if resume and last.is_file():
             progress.note(f"resuming {run.id} from {last}")
         trainer.fit(model, ckpt_path=str(last) if last.is_file() else None)
+        if trainer.global_step == 0:
+            raise FinetuneError(f"run {run.id} took no training step: refusing to save and register an untrained model")
         out_dir = run.folder / "model"
         out_dir.mkdir(parents=True, exist_ok=True)
         model_path = out_dir / "model.nemo"
@@ -194,15 +180,13 @@ def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: st
                                                "started_from": str(source), "dataset_version": dataset.id, "run_id": run.id,
                                                "metrics": {k: v for k, v in metrics.items() if k != "test_start_model"}})
         artifacts = {"model": str(model_path)}
-        if config.register:
-            from callsense.finetune.registry import ModelRegistry
-
+        if config.register_candidate:
             wer = (metrics.get("test") or {}).get("wer", {}).get("value")
-            rec = ModelRegistry(ws).register(config.name, out_dir, format="nemo", dataset_version=dataset.id, run_id=run.id,
-                                             metrics={"test_wer": wer}, notes=f"finetune asr from {source.name}")
-            artifacts["registry"] = f"{rec.name} v{rec.version}"
-        run.finish(metrics, artifacts)
-        return run.as_dict()
-    except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
-        raise
+            artifacts["registry"] = register_candidate(ctx, out_dir, format="nemo", metrics={"test_wer": wer},
+                                                       notes=f"finetune asr from {source.name}")
+        return JobResult(metrics, artifacts)
+
+
+def run_asr_job(ws: Workspace, config: AsrJobConfig | None = None, *, resume: str | None = None,
+                progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
+    return AsrJob().run(ws, config, resume=resume, progress=progress, threads=threads, device=device)

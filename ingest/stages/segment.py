@@ -44,10 +44,10 @@ def missing_chunks_letter(stage: str, ch: CallChunk, gap: MissingChunks, window:
 
 def endpointer_options(settings: Settings, live: bool = False) -> EndpointerOptions:
     return EndpointerOptions(
-        threshold=settings.vad_threshold,
-        min_silence_ms=settings.live_min_silence_ms if live else settings.vad_min_silence_ms,
-        speech_pad_ms=settings.vad_speech_pad_ms,
-        max_utterance_s=settings.vad_max_utterance_s,
+        threshold=settings.pipeline.vad_threshold,
+        min_silence_ms=settings.pipeline.live_min_silence_ms if live else settings.pipeline.vad_min_silence_ms,
+        speech_pad_ms=settings.pipeline.vad_speech_pad_ms,
+        max_utterance_s=settings.pipeline.vad_max_utterance_s,
     )
 
 
@@ -80,9 +80,9 @@ class CallSegmenter:
         self.blobs = blobs
         self.vad = vad or SileroModel()
         self._live: dict[str, _LiveCall] = {}
-        self._order = ChunkReorderBuffer(settings.live_reorder_window, self.name)
+        self._order = ChunkReorderBuffer(settings.pipeline.live_reorder_window, self.name)
         # With live_asr=riva-streaming the live-transcribe stage owns live calls.
-        self.segments_live_calls = settings.live_asr == "vad"
+        self.segments_live_calls = settings.pipeline.live_asr == "vad"
         self.limits = AudioLimits.from_settings(settings)
         self._refused: dict[str, None] = {}  # live calls refused at their first chunk (insertion ordered, bounded)
 
@@ -102,7 +102,7 @@ class CallSegmenter:
     # ---- recorded calls ------------------------------------------------------------
 
     def _recorded(self, ev: CallRecorded) -> list[EventModel]:
-        decoded = decode_audio(self.blobs.get(ev.audio), self.settings.decoder, self.limits)
+        decoded = decode_audio(self.blobs.get(ev.audio), self.settings.pipeline.decoder, self.limits)
         channels = collapse_dual_mono(decoded.channels)
         n = channels.shape[0]
         speakers = [self.settings.role_of_channel(c, n) for c in range(n)]
@@ -119,7 +119,7 @@ class CallSegmenter:
         return out
 
     def _pack(self, ev: CallRecorded, channel: int, speaker: str, audio: np.ndarray, spans: list[Span]) -> list[UtteranceBatch]:
-        window = self.settings.asr_window_s * TARGET_RATE
+        window = self.settings.pipeline.asr_window_s * TARGET_RATE
         gap = np.zeros(int(GAP_S * TARGET_RATE), np.float32)
         batches: list[UtteranceBatch] = []
         pieces: list[np.ndarray] = []
@@ -163,7 +163,7 @@ class CallSegmenter:
                 speakers=call.speakers, agent_id=ch.agent_id, started_at=ch.stream_started_at))
         for item in self._order.push(ch):
             if isinstance(item, MissingChunks):
-                out.append(missing_chunks_letter(self.name, ch, item, self.settings.live_reorder_window))
+                out.append(missing_chunks_letter(self.name, ch, item, self.settings.pipeline.live_reorder_window))
                 for c, chan in enumerate(call.channels):
                     self._push_channel(call, chan, np.zeros(call.chunk_samples * item.count, np.float32), out, c)
                 continue

@@ -1,4 +1,5 @@
-"""The store stage: results and dead letters into the database, in one transaction per batch."""
+"""The store stage: results and dead letters into the database, in one transaction per batch;
+then the category rules over the calls the batch touched (`ingest/categories.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from sqlalchemy.exc import OperationalError
 
 from callsense.core.errors import TransientError
 from callsense.core.events import EventModel
+from callsense.ingest.categories import CategoryEvaluator
 from callsense.ingest.results import result_rows
+from callsense.nlp.categories import RuleSet
 from callsense.store.repository import ResultStore
 
 
@@ -16,12 +19,17 @@ class ResultWriter:
     name = "store"
     inputs = ("results", "dead-letters")
 
-    def __init__(self, store: ResultStore):
+    def __init__(self, store: ResultStore, rules: RuleSet | None = None):
         self.store = store
+        self.categories = CategoryEvaluator(rules, store) if rules is not None else None
 
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
+        batch = result_rows(events)
         try:
-            self.store.apply(result_rows(events))
+            self.store.apply(batch)
+            if self.categories is not None:
+                # Calls with new sentences, and calls that may just have become done.
+                self.categories.after_batch({u.call_id for u in batch.utterances} | {s.call_id for s in batch.segmented})
         except OperationalError as e:
             raise TransientError(f"database unavailable: {e.orig}") from e
         return []

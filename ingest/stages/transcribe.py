@@ -20,9 +20,11 @@ import numpy as np
 
 from callsense.asr.base import AsrEngine, RecognizedWord
 from callsense.store.blobs import BlobStore
+from callsense.audio.loudness import span_dbfs
 from callsense.audio.pcm import s16le_to_float
 from callsense.audio.resample import TARGET_RATE
 from callsense.core.events import EventModel, Sentence, TranscribedUtterance, UtteranceBatch, UtteranceSpan, Word
+from callsense.nlp.pii import PiiRedactor, redact_words
 from callsense.nlp.sentences import join_words, split_sentences
 
 # Silence between batches of different calls (or channels) packed into one pass.
@@ -36,6 +38,14 @@ def utterance_sentences(words: Sequence[RecognizedWord]) -> list[Sentence]:
                  words=[Word(text=w.text.strip(), start=w.start, end=w.end, probability=w.probability) for w in ws])
         for k, ws in enumerate(split_sentences(words))
     ]
+
+
+def with_loudness(s: Sentence, audio: np.ndarray, u: UtteranceSpan) -> Sentence:
+    """The sentence with the level of its audio (dBFS): `audio` is the batch's, where the
+    utterance `u` begins at u.offset; sentence times are call times."""
+    shift = u.offset - u.start
+    level = span_dbfs(audio, TARGET_RATE, s.start + shift, s.end + shift)
+    return s.model_copy(update={"loudness_dbfs": level}) if level is not None else s
 
 
 def _distance(lo: float, hi: float, t: float) -> float:
@@ -65,9 +75,12 @@ class UtteranceTranscriber:
     name = "transcribe"
     inputs = ("utterances",)
 
-    def __init__(self, engine: AsrEngine, blobs: BlobStore, pack_window_s: float | None = None):
+    def __init__(self, engine: AsrEngine, blobs: BlobStore, pack_window_s: float | None = None,
+                 pii_redaction: str = "mask"):
         self.engine = engine
         self.blobs = blobs
+        # PII leaves this stage masked (or removed): nothing downstream sees it in clear.
+        self.redactor = PiiRedactor(pii_redaction)
         # Pack only for engines whose cost per pass does not shrink with shorter audio.
         fixed = getattr(engine, "fixed_window_s", None)
         self.window_s = min(pack_window_s or fixed, fixed) if fixed else None
@@ -124,7 +137,7 @@ class UtteranceTranscriber:
         results = []
         for p in group:
             for i, u in enumerate(p.batch.utterances):
-                results.append(self._utterance(p.batch, u, words_of[id(p)][i]))
+                results.append(self._utterance(p.batch, u, words_of[id(p)][i], p.audio))
         return results
 
     @staticmethod
@@ -136,8 +149,12 @@ class UtteranceTranscriber:
             return None
         return group[best]
 
-    def _utterance(self, ev: UtteranceBatch, u: UtteranceSpan, words: list[RecognizedWord]) -> TranscribedUtterance:
+    def _utterance(self, ev: UtteranceBatch, u: UtteranceSpan, words: list[RecognizedWord],
+                   audio: np.ndarray | None = None) -> TranscribedUtterance:
+        words = redact_words(words, self.redactor)  # before any text leaves the stage
         sentences = utterance_sentences(words)
+        if audio is not None:
+            sentences = [with_loudness(s, audio, u) for s in sentences]
         conf = sum(w.probability for w in words) / len(words) if words else None
         return TranscribedUtterance(
             call_id=ev.call_id, channel=ev.channel, speaker=ev.speaker, agent_id=ev.agent_id, index=u.index,

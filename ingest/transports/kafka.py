@@ -50,7 +50,7 @@ class KafkaPublisher:
         from kafka.errors import KafkaTimeoutError
 
         self.settings = settings
-        self.outage = Outage(f"Kafka broker at {settings.kafka_bootstrap}", settings.kafka_outage_give_up_s, log, stop=stop)
+        self.outage = Outage(f"Kafka broker at {settings.pipeline.kafka_bootstrap}", settings.pipeline.kafka_outage_give_up_s, log, stop=stop)
         self._lock = threading.Lock()
         # (future, kind, call_id, seq, topic, value, key) of every record not yet acknowledged.
         self._pending: list[tuple] = []
@@ -58,12 +58,12 @@ class KafkaPublisher:
         self._pending_bytes = 0  # kafka-python 3's own buffer is unbounded: this bounds it
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap.split(","),
+                bootstrap_servers=settings.pipeline.kafka_bootstrap.split(","),
                 acks="all", linger_ms=2,
                 # Retried until acknowledged; a record expires only after the give-up time
                 # (plus a margin), so an outage up to that long loses nothing.
-                delivery_timeout_ms=int((settings.kafka_outage_give_up_s + 60) * 1000),
-                max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+                delivery_timeout_ms=int((settings.pipeline.kafka_outage_give_up_s + 60) * 1000),
+                max_request_size=max(settings.pipeline.max_message_bytes * 2, 1_048_576),
                 request_timeout_ms=15000, max_block_ms=5000, bootstrap_timeout_ms=10000,
                 reconnect_backoff_max_ms=2000,
             )
@@ -74,10 +74,10 @@ class KafkaPublisher:
         futures = []
         for ev in events:
             data = encode_event(ev)
-            if len(data) > self.settings.max_message_bytes:
+            if len(data) > self.settings.pipeline.max_message_bytes:
                 log.warning("event %s of call %s is %d bytes (> %d): dead-lettered",
-                            ev.kind, getattr(ev, "call_id", None), len(data), self.settings.max_message_bytes)
-                ev = dead_letter("produce", ev, f"oversized {ev.kind} event: {len(data)} bytes > {self.settings.max_message_bytes}")
+                            ev.kind, getattr(ev, "call_id", None), len(data), self.settings.pipeline.max_message_bytes)
+                ev = dead_letter("produce", ev, f"oversized {ev.kind} event: {len(data)} bytes > {self.settings.pipeline.max_message_bytes}")
                 data = encode_event(ev)
             key = event_key(ev)
             topic = self.settings.topic(TOPIC_OF_KIND[ev.kind])
@@ -88,9 +88,9 @@ class KafkaPublisher:
     def _send(self, topic: str, value: bytes, key: bytes | None, what: tuple):
         from kafka.errors import KafkaTimeoutError
 
-        if self._pending_bytes + len(value) > self.settings.kafka_buffer_bytes:
+        if self._pending_bytes + len(value) > self.settings.pipeline.kafka_buffer_bytes:
             self._prune()
-            if self._pending_bytes + len(value) > self.settings.kafka_buffer_bytes:
+            if self._pending_bytes + len(value) > self.settings.pipeline.kafka_buffer_bytes:
                 self.flush()  # the buffer is full: wait (through an outage) until it drains
         while True:
             try:
@@ -165,10 +165,23 @@ class KafkaPublisher:
     def close(self, timeout: float = 10) -> None:
         """Close the producer; never raises (an error here must not hide the one that
         ended the run): records still unacknowledged are reported by `unsent()`."""
+        producer = self._producer
         try:
-            self._producer.close(timeout=0 if self.outage.down else timeout)
+            producer.close(timeout=0 if self.outage.down else timeout)
+            return
         except Exception as e:  # noqa: BLE001
-            log.warning("closing the Kafka producer: %s", e or e.__class__.__name__)
+            log.debug("closing the Kafka producer: %r", e)
+        # kafka-python's close() flushes first and, when that times out, raises and leaves
+        # the producer open (its __del__ then tries again and prints a traceback at exit):
+        # stop its sender thread and mark it closed by hand.
+        try:
+            sender = getattr(producer, "_sender", None)
+            if sender is not None and sender.is_alive():
+                sender.force_close()
+                sender.join(2)
+            producer._closed = True
+        except Exception as e:  # noqa: BLE001
+            log.debug("force-closing the Kafka producer: %r", e)
 
 
 def describe_unsent(items: Sequence[tuple]) -> str:
@@ -190,7 +203,7 @@ def describe_unsent(items: Sequence[tuple]) -> str:
 
 
 def broker_unavailable(settings: Settings) -> BrokerUnavailable:
-    return BrokerUnavailable(f"no Kafka broker answers at {settings.kafka_bootstrap} "
+    return BrokerUnavailable(f"no Kafka broker answers at {settings.pipeline.kafka_bootstrap} "
                              "(start one with `callsense kafka-local start` or set CALLSENSE_KAFKA_BOOTSTRAP)")
 
 
@@ -200,14 +213,14 @@ def ensure_topics(settings: Settings) -> None:
 
     names = sorted({settings.topic(t) for t in TOPIC_OF_KIND.values()})
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), request_timeout_ms=15000,
+        admin = KafkaAdminClient(bootstrap_servers=settings.pipeline.kafka_bootstrap.split(","), request_timeout_ms=15000,
                                  bootstrap_timeout_ms=10000)
     except KafkaTimeoutError:
         raise broker_unavailable(settings) from None
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(n, num_partitions=settings.kafka_partitions, replication_factor=1,
-                            topic_configs={"max.message.bytes": str(max(settings.max_message_bytes * 2, 1_048_576))})
+        missing = [NewTopic(n, num_partitions=settings.pipeline.kafka_partitions, replication_factor=1,
+                            topic_configs={"max.message.bytes": str(max(settings.pipeline.max_message_bytes * 2, 1_048_576))})
                    for n in names if n not in existing]
         if missing:
             try:
@@ -256,11 +269,11 @@ class StageConsumer:
 
         return KafkaConsumer(
             *[self.settings.topic(t) for t in self.stage.inputs],
-            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-            group_id=f"{self.settings.topic_prefix}-{self.stage.name}",
+            bootstrap_servers=self.settings.pipeline.kafka_bootstrap.split(","),
+            group_id=f"{self.settings.pipeline.topic_prefix}-{self.stage.name}",
             enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.poll_timeout_ms, max_poll_records=self.max_records,
-            max_partition_fetch_bytes=max(self.settings.max_message_bytes * 2, 1_048_576),
+            fetch_max_wait_ms=self.settings.pipeline.poll_timeout_ms, max_poll_records=self.max_records,
+            max_partition_fetch_bytes=max(self.settings.pipeline.max_message_bytes * 2, 1_048_576),
             session_timeout_ms=10000, heartbeat_interval_ms=2000,
             max_poll_interval_ms=600_000, bootstrap_timeout_ms=10000,
             # Topics created while a worker runs are picked up within seconds, not minutes.

@@ -51,4 +51,4 @@ sentiment_models: Registry[SentimentModel] = Registry(
 
 
 def create_sentiment_model(settings: Settings) -> SentimentModel:
-    return sentiment_models.get(settings.sentiment_backend)(settings)
+    return sentiment_models.get(settings.sentiment.backend)(settings)

@@ -32,7 +32,7 @@ class OnnxSentimentModel(SentimentModel):
     def __init__(self, settings: Settings, *, max_length: int = 128):
         import onnxruntime
 
-        folder = Path(settings.sentiment_model_dir or DEFAULT_MODEL_DIR)
+        folder = Path(settings.sentiment.model_dir or DEFAULT_MODEL_DIR)
         manifest = load_manifest(folder)
         model_path = folder / "model.onnx"
         data = model_path.read_bytes()

@@ -55,8 +55,8 @@ class RivaSentimentModel(SentimentModel):
         self.conn = RivaConnection(settings, setup_error=SentimentUnavailable)
         self.service = self._riva.NLPService(self.conn.auth)
         self.settings = settings
-        self.model = settings.riva_sentiment_model
-        self.mapping = parse_label_map(settings.riva_sentiment_labels)
+        self.model = settings.riva.sentiment_model
+        self.mapping = parse_label_map(settings.riva.sentiment_labels)
 
     @property
     def model_id(self) -> str:
@@ -65,7 +65,7 @@ class RivaSentimentModel(SentimentModel):
     def _classify(self, texts: list[str]):
         return self.conn.call_future(
             "text classification", self.model,
-            lambda: self.service.classify_text(texts, self.model, self.settings.riva_language, future=True),
+            lambda: self.service.classify_text(texts, self.model, self.settings.riva.language, future=True),
             unavailable=RivaSentimentUnavailable, permanent=SentimentUnavailable)
 
     def score(self, texts: Sequence[str]) -> list[SentimentScore]:

@@ -20,7 +20,7 @@ class TransformersSentimentModel(SentimentModel):
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
         except ImportError:
             raise SentimentUnavailable("the `transformers` sentiment backend needs PyTorch: pip install 'callsense[train]'") from None
-        folder = settings.sentiment_model_dir
+        folder = settings.sentiment.model_dir
         if folder is None or not (Path(folder) / "config.json").is_file():
             raise SentimentUnavailable(
                 f"CALLSENSE_SENTIMENT_MODEL_DIR must name a transformers checkpoint folder (config.json); got {folder}")

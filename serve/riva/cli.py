@@ -77,7 +77,7 @@ def riva_serve(
         _fail("--ssl-cert and --ssl-key go together")
     settings = _settings()
     tls = TlsFiles(ssl_cert, ssl_key) if ssl_cert and ssl_key else None
-    listen = host or settings.riva_serve_host
+    listen = host or settings.riva.serve_host
     if not is_loopback(listen) and (tls is None or not api_key):
         missing = " and ".join(w for w, ok in (("TLS (--ssl-cert/--ssl-key)", tls), ("an API key (--api-key)", api_key)) if not ok)
         if not insecure:
@@ -125,11 +125,11 @@ def riva_check(
 
     try:
         status = health_grpc.HealthStub(conn.auth.channel).Check(
-            health_pb.HealthCheckRequest(), metadata=conn.auth.get_auth_metadata(), timeout=min(settings.riva_timeout_s, 10))
+            health_pb.HealthCheckRequest(), metadata=conn.auth.get_auth_metadata(), timeout=min(settings.riva.timeout_s, 10))
     except grpc.RpcError as e:
-        _fail(f"Riva at {settings.riva_url} does not answer: {e.code().name}: {' '.join((e.details() or '').split())} "
+        _fail(f"Riva at {settings.riva.url} does not answer: {e.code().name}: {' '.join((e.details() or '').split())} "
               "(is it running? CALLSENSE_RIVA_URL)")
-    console.print(f"Riva at [bold]{settings.riva_url}[/]: {health_pb.HealthCheckResponse.ServingStatus.Name(status.status)}", highlight=False)
+    console.print(f"Riva at [bold]{settings.riva.url}[/]: {health_pb.HealthCheckResponse.ServingStatus.Name(status.status)}", highlight=False)
     for kind in ("asr", "tts"):
         models = server_models(conn, kind)
         console.print(f"{kind.upper()} models:" + ("" if models else " (none, or the server cannot list them)"))
@@ -137,7 +137,7 @@ def riva_check(
             console.print(f"  {name}  " + " ".join(f"{k}={v}" for k, v in sorted(params.items())), highlight=False)
     try:
         nlp = nlp_grpc.RivaLanguageUnderstandingStub(conn.auth.channel).GetRivaNLPConfig(
-            nlp_pb.RivaNLPConfigRequest(), metadata=conn.auth.get_auth_metadata(), timeout=min(settings.riva_timeout_s, 10))
+            nlp_pb.RivaNLPConfigRequest(), metadata=conn.auth.get_auth_metadata(), timeout=min(settings.riva.timeout_s, 10))
         console.print("NLP models:" + ("" if nlp.model_config else " (none)"))
         for m in nlp.model_config:
             console.print(f"  {m.model_name}  " + " ".join(f"{k}={v}" for k, v in sorted(m.parameters.items())), highlight=False)

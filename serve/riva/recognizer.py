@@ -46,12 +46,12 @@ class EmbeddedRecognizer:
     decodes run at once and engines need not be thread-safe."""
 
     def __init__(self, settings: Settings):
-        name = settings.riva_serve_asr_engine
+        name = settings.riva.serve_asr_engine
         if name == "riva":
             raise AsrUnavailable("riva-serve cannot be backed by the riva engine (it would call itself): "
                                  "set CALLSENSE_RIVA_SERVE_ASR_ENGINE=whisper")
         self._pool: queue.Queue[AsrEngine] = queue.Queue()
-        for _ in range(settings.riva_serve_asr_parallel):
+        for _ in range(settings.riva.serve_asr_parallel):
             if name == "whisper":
                 engine: AsrEngine = BoostableWhisperEngine(settings)
             else:

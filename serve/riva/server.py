@@ -76,9 +76,9 @@ class RivaServer:
     def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None,
                  workers: int | None = None, tls: TlsFiles | None = None, api_key: str | None = None):
         self.settings = settings
-        self.host = host or settings.riva_serve_host
-        self.port = settings.riva_serve_port if port is None else port
-        self.workers = workers or settings.riva_serve_workers
+        self.host = host or settings.riva.serve_host
+        self.port = settings.riva.serve_port if port is None else port
+        self.workers = workers or settings.riva.serve_workers
         self.tls = tls
         self.api_key = api_key
         self.stopping = threading.Event()
@@ -135,7 +135,7 @@ class RivaServer:
                 recognizer = EmbeddedRecognizer(self.settings)
             except (AsrUnavailable, UnknownBackend) as e:
                 raise RivaServeError(f"cannot load the speech recognizer: {e}") from None
-            engine_name = self.settings.riva_serve_tts_engine
+            engine_name = self.settings.riva.serve_tts_engine
             if engine_name == "riva":
                 raise RivaServeError("riva-serve cannot use the riva TTS engine (it would call itself): "
                                      "set CALLSENSE_RIVA_SERVE_TTS_ENGINE=espeak")

@@ -67,7 +67,7 @@ class SpeechRecognitionService(asr_grpc.RivaSpeechRecognitionServicer):
         self.settings = settings
         self.recognizer = recognizer
         self.vad = vad
-        engine = settings.riva_serve_asr_engine
+        engine = settings.riva.serve_asr_engine
         self.offline_model = f"callsense-{engine}-en-US"
         self.streaming_model = f"callsense-{engine}-en-US-streaming"
 
@@ -116,13 +116,13 @@ class SpeechRecognitionService(asr_grpc.RivaSpeechRecognitionServicer):
 
     def _endpointing(self, config: asr_pb.RecognitionConfig) -> EndpointerOptions:
         s = self.settings
-        threshold, silence = s.vad_threshold, s.live_min_silence_ms
+        threshold, silence = s.pipeline.vad_threshold, s.pipeline.live_min_silence_ms
         if config.HasField("endpointing_config"):
             e = config.endpointing_config
             silence = e.stop_history if e.stop_history > 0 else silence
             threshold = e.start_threshold if 0 < e.start_threshold < 1 else threshold
-        return EndpointerOptions(threshold=threshold, min_silence_ms=max(silence, 50), speech_pad_ms=s.vad_speech_pad_ms,
-                                 max_utterance_s=s.vad_max_utterance_s)
+        return EndpointerOptions(threshold=threshold, min_silence_ms=max(silence, 50), speech_pad_ms=s.pipeline.vad_speech_pad_ms,
+                                 max_utterance_s=s.pipeline.vad_max_utterance_s)
 
     def StreamingRecognize(self, request_iterator, context):
         first = next(request_iterator, None)
@@ -145,7 +145,7 @@ class SpeechRecognitionService(asr_grpc.RivaSpeechRecognitionServicer):
                 tags = [c + 1 for c in range(n)] if separate and n > 1 else [0]
                 streams.extend(ChannelStream(self.recognizer, self.vad, opts, self._endpointing(config),
                                              interim=first.streaming_config.interim_results,
-                                             interim_every_s=self.settings.riva_serve_interim_s, channel_tag=t)
+                                             interim_every_s=self.settings.riva.serve_interim_s, channel_tag=t)
                                for t in tags)
             return streams
 
@@ -299,7 +299,7 @@ class LanguageUnderstandingService(nlp_grpc.RivaLanguageUnderstandingServicer):
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.sentiment_names = {settings.riva_sentiment_model, "callsense-sentiment"}
+        self.sentiment_names = {settings.riva.sentiment_model, "callsense-sentiment"}
         self._lock = threading.Lock()
 
     @cached_property
@@ -308,7 +308,7 @@ class LanguageUnderstandingService(nlp_grpc.RivaLanguageUnderstandingServicer):
         from callsense.nlp.sentiment.base import create_sentiment_model
         from callsense.core.registry import UnknownBackend
 
-        backend = self.settings.riva_serve_sentiment_backend
+        backend = self.settings.riva.serve_sentiment_backend
         if backend == "riva":
             return None, "riva-serve cannot use the riva sentiment backend (it would call itself)"
         try:
@@ -341,7 +341,7 @@ class LanguageUnderstandingService(nlp_grpc.RivaLanguageUnderstandingServicer):
         with self._lock:
             model, why = self._sentiment
         if model is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"model '{name or self.settings.riva_sentiment_model}' is not loaded: {why}")
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model '{name or self.settings.riva.sentiment_model}' is not loaded: {why}")
         scores = model.score(list(request.text))
         results = []
         for sc in scores:
@@ -391,9 +391,9 @@ class LanguageUnderstandingService(nlp_grpc.RivaLanguageUnderstandingServicer):
 
     def GetRivaNLPConfig(self, request, context) -> nlp_pb.RivaNLPConfigResponse:
         configs = [nlp_pb.RivaNLPConfigResponse.Config(
-            model_name=self.settings.riva_sentiment_model,
+            model_name=self.settings.riva.sentiment_model,
             parameters={"type": "text_classification", "language_code": LANGUAGE,
-                        "labels": "negative,neutral,positive", "backend": self.settings.riva_serve_sentiment_backend})]
+                        "labels": "negative,neutral,positive", "backend": self.settings.riva.serve_sentiment_backend})]
         if request.model_name:
             configs = [c for c in configs if c.model_name == request.model_name]
         return nlp_pb.RivaNLPConfigResponse(model_config=configs)

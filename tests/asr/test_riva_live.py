@@ -276,7 +276,7 @@ def test_riva_gone_for_good_gives_a_non_fatal_dead_letter_and_the_call_completes
 def test_in_process_pipeline_sends_recordings_to_segment_and_live_calls_to_riva(riva_settings, shared_audio, tmp_path, normalize):
     settings = riva_settings.model_copy(update={"data_dir": tmp_path, "live_asr": "riva-streaming"})
     res = PipelineResources(settings)
-    transport = InProcessTransport([build_stage(n, res) for n in pipeline_stage_names(settings.live_asr)])
+    transport = InProcessTransport([build_stage(n, res) for n in pipeline_stage_names(settings.pipeline.live_asr)])
     recorded = recorded_call(shared_audio / "spk1_snt1.wav", res.blobs)
     transport.publish([recorded, *live_chunks(shared_audio / "spk2_snt4.wav", call_id="live-in-process", realtime=False)])
     transport.drain()
@@ -300,7 +300,7 @@ def test_stage_names_follow_the_live_asr_setting():
     assert parse_stage_names("live-transcribe,store", "riva-streaming") == ["live-transcribe", "store"]
     with pytest.raises(ValueError, match="CALLSENSE_LIVE_ASR=riva-streaming"):
         parse_stage_names("segment,live-transcribe")
-    assert Settings().worker_stages == "all"
+    assert Settings().pipeline.worker_stages == "all"
 
 
 def test_segment_stage_leaves_live_calls_to_riva_streaming(tmp_path, shared_audio):

@@ -53,7 +53,7 @@ def test_dead_riva_server_is_retried_not_dead_lettered(pick_ports, shared_audio,
     batches = [e for e in build_stage("segment", res).handle_batch([recorded_call(shared_audio / "spk1_snt1.wav", res.blobs)])
                if e.kind == "utterance_batch"]
     transcribe = build_stage("transcribe", res)
-    with pytest.raises(TransientError, match=settings.riva_url):
+    with pytest.raises(TransientError, match=settings.riva.url):
         run_safely(transcribe, batches)  # the Kafka transport catches this, backs off and retries the same event
 
 
@@ -75,7 +75,9 @@ def test_callsense_process_with_riva_asr_and_sentiment(riva_url, shared_audio, t
     assert shown.returncode == 0, shown.stderr
     line = next(x for x in shown.stdout.lower().splitlines() if "what joy there is in living" in x)
     assert "positive" in line
-    dead = {**env, "CALLSENSE_RIVA_URL": "127.0.0.1:9", "CALLSENSE_RIVA_RETRIES": "0"}
+    # A Riva server that stays down: retried, then one line naming it and what was not stored.
+    dead = {**env, "CALLSENSE_RIVA_URL": "127.0.0.1:9", "CALLSENSE_RIVA_RETRIES": "0", "CALLSENSE_OUTAGE_GIVE_UP_S": "2"}
     failed = subprocess.run([sys.executable, "-m", "callsense", "process", str(shared_audio / "spk2_snt2.wav")],
                             env=dead, capture_output=True, text=True, timeout=300)
-    assert failed.returncode == 1 and "127.0.0.1:9" in failed.stderr and "Traceback" not in failed.stderr
+    assert failed.returncode == 75 and "127.0.0.1:9" in failed.stderr and "spk2_snt2.wav" in failed.stderr
+    assert "Traceback" not in failed.stderr

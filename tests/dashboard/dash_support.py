@@ -65,7 +65,7 @@ def add_sample_call(ds: DashStore, sample: Path, agent_id: str = "ag-1") -> str:
     as `callsense process` leaves it (scripted sentences stand in for the transcript)."""
     data = sample.read_bytes()
     call_id = call_id_for(sample, data)
-    ref = BlobStore(ds.settings.resolved_blob_dir, ds.settings.inline_audio_max_bytes).put(data)
+    ref = BlobStore(ds.settings.resolved_blob_dir, ds.settings.pipeline.inline_audio_max_bytes).put(data)
     assert ref.blob, "the sample must be larger than the inline limit to travel by claim-check"
     rng = random.Random(5)
     turns = demo.script_turns("delivery", rng)

@@ -38,8 +38,8 @@ def page_script(page_key: str, data_dir: str, username: str, roles: list, agent_
     settings = Settings(data_dir=data_dir)
     engine = make_engine(settings.resolved_database_url)
     user = User(username, frozenset(roles), agent_id=agent_id)
-    data = DashboardData(engine, user, live_window_h=settings.dashboard_live_window_h,
-                         negative_streak_n=settings.dashboard_negative_streak)
+    data = DashboardData(engine, user, live_window_h=settings.dashboard.live_window_h,
+                         negative_streak_n=settings.dashboard.negative_streak)
 
     def goto(key, **kw):
         st.session_state.update(kw)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from callsense.core.settings import Settings
 from callsense.dialog.conversation_tests import ConversationFileError, ConversationRunner, conversation_files
 from callsense.dialog.flows import RETAIL_ASSISTANT_DIR
 from callsense.dialog.flows.marked_yaml import load_marked
@@ -26,7 +27,6 @@ def _cases() -> list:
 
 
 def _runner(folder: Path, backend: str) -> ConversationRunner:
-    from callsense.core.settings import Settings
     from callsense.dialog.nlu.base import nlu_backends
 
     settings = Settings(data_dir=folder, nlu_backend=backend)

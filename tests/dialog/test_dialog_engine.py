@@ -226,3 +226,22 @@ def test_long_and_control_character_input_is_cut_and_cleaned(make_assistant):
     reply = a.reply("s", "will it rain in Seattle\x00\x1b[31m tomorrow" + "?" * 10_000)
     assert reply.intent == "weather.rainfall_yes_no"
     assert len(reply.context["user_text"]) <= 40 and "\x00" not in reply.context["user_text"]
+
+
+def test_a_reset_session_goes_on_under_the_same_id(make_assistant, dialog_db):
+    """`Assistant.reset` forgets the conversation, not the id: the archive's turn numbers go on."""
+    from sqlalchemy import select
+
+    from callsense.store.dialog_tables import DialogTurn
+
+    a = make_assistant()
+    a.reply("s-reset", "what's the weather in seattle")
+    a.reply("s-reset", "thanks")
+    a.reset("s-reset")
+    reply = a.reply("s-reset", "how much is the coffee maker in seattle")
+    assert reply.text and "coffee maker" in reply.text.lower()
+    a.reset("never-seen")  # nothing to forget: no error, no row
+    with dialog_db.connect() as conn:
+        turns = [r.turn for r in conn.execute(select(DialogTurn).where(DialogTurn.session_id == "s-reset")
+                                              .order_by(DialogTurn.turn))]
+    assert turns == [1, 2, 3]

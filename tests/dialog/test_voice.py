@@ -181,8 +181,11 @@ def test_engines_that_cannot_load_or_answer_are_one_line(make_assistant, dialog_
     def make(**overrides) -> VoiceAssistant:
         return VoiceAssistant(dialog_settings.model_copy(update=overrides), assistant=make_assistant())
 
+    from callsense.asr.base import asr_engines
+
+    names = ", ".join(asr_engines.names())
     with pytest.raises(VoiceUnavailable, match=r"speech recognition \('nope', CALLSENSE_ASR_ENGINE\) is unavailable: "
-                                               r"unknown ASR engine 'nope'; choose one of: nemo, riva, whisper"):
+                                               rf"unknown ASR engine 'nope'; choose one of: {names}$"):
         make(asr_engine="nope").voice_turn("e", spoken(tts, "Hello there."))
     with pytest.raises(VoiceUnavailable, match="sha256") as info:
         make(whisper_model_sha256="0" * 64).preload()

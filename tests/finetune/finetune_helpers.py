@@ -36,7 +36,7 @@ def shipped_sentiment_dir() -> Path:
     from callsense.nlp.sentiment.base import DEFAULT_MODEL_DIR
 
     if not (DEFAULT_MODEL_DIR / "manifest.json").is_file():
-        pytest.fail(f"the shipped sentiment model is missing at {DEFAULT_MODEL_DIR} (rebuild: nlp/sentiment/build_model.py)",
+        pytest.fail(f"the shipped sentiment model is missing at {DEFAULT_MODEL_DIR} (rebuild: see nlp/sentiment/models/minilm-meld-int8/README.md)",
                     pytrace=False)
     return DEFAULT_MODEL_DIR
 

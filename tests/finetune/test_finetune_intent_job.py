@@ -32,6 +32,9 @@ def test_intent_slot_job_end_to_end(workspace, snips_dir, tmp_path, monkeypatch)
     assert all({"dev_intent_accuracy", "dev_slot_f1", "train_loss"} <= set(e) for e in run["epochs"])
     assert run["epochs"][-1]["train_loss"] < run["epochs"][0]["train_loss"] * 1.5
     model_dir = workspace.runs_dir / run["id"] / "model"
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["head"]["pooling"] == "mean" and manifest["hyperparameters"]["lr_heads"] == 3e-3
+    assert "callsense finetune intent-slot" in manifest["rebuild_command"] and "--pooling mean" in manifest["rebuild_command"]
 
     from callsense.dialog.nlu.embedded import EmbeddedNlu
     from callsense.nlp.intent_slot.model import JointIntentSlotModel
@@ -55,3 +58,31 @@ def test_intent_slot_job_end_to_end(workspace, snips_dir, tmp_path, monkeypatch)
     assert "intent accuracy" in " ".join(res.output.split()) and "slot F1" in " ".join(res.output.split())
     result = json.loads((tmp_path / "rep" / "result.json").read_text())
     assert abs(result["intent_accuracy"]["value"] - test_metrics["intent_accuracy"]["value"]) < 1e-9
+
+
+def test_cls_pooling_and_the_shipping_folder(workspace, snips_dir, tmp_path):
+    """`--pooling cls` reaches the network and the manifest (no silent drop); `--select-epoch
+    last`, dropout and the slot loss weight are recorded; `--out` writes a folder the runtime
+    loads, named after it, without the torch checkpoint."""
+    train = write_seq_slice(snips_dir / "train", tmp_path / "snips" / "train", 48)
+    ds = DatasetStore(workspace).build("intent-slot", [f"seq:{train}"], plan=SplitPlan(0.25, 0.0)).version
+    shipped = tmp_path / "models" / "snips-joint-int8"
+    config = IntentSlotJobConfig(dataset=ds.id, max_length=32, pooling="cls", dropout=0.2, slot_loss_weight=0.5, register=False,
+                                 out=str(shipped), train=TrainOptions(epochs=1, batch_size=16, max_steps=2, threads=2,
+                                                                      select_epoch="last", seed=7))
+    run = run_intent_slot_job(workspace, config)
+    assert run["status"] == "done" and "registry" not in run["artifacts"] and run["artifacts"]["out"] == str(shipped)
+    assert run["config"]["pooling"] == "cls"
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert manifest["name"] == "snips-joint-int8"
+    assert manifest["head"] == {"pooling": "cls", "dropout": 0.2, "intent_input": "the [CLS] token state",
+                                "slot_input": "every token state (a word's tag sits on its first sub-token)"}
+    hp = manifest["hyperparameters"]
+    assert (hp["pooling"], hp["slot_loss_weight"], hp["seed"], hp["selection"].split()[0]) == ("cls", 0.5, 7, "last")
+    assert "--pooling cls" in manifest["rebuild_command"] and "--select-epoch last" in manifest["rebuild_command"]
+    assert not (shipped / "checkpoint").exists() and (workspace.runs_dir / run["id"] / "model" / "checkpoint").is_dir()
+
+    from callsense.nlp.intent_slot.model import JointIntentSlotModel
+
+    runtime = JointIntentSlotModel(shipped)
+    assert runtime.model_id.startswith("snips-joint-int8@") and runtime.predict([["play", "jazz"]])[0].intent in runtime.intents

@@ -47,7 +47,7 @@ def test_sentiment_job_trains_exports_records_resumes_and_is_gated(workspace, ti
     with pytest.raises(KeyboardInterrupt):
         run_sentiment_job(workspace, config, progress=CrashAfter(3))
     interrupted = json.loads(next(workspace.runs_dir.glob("sentiment-*/run.json")).read_text())
-    assert interrupted["status"] == "failed" and interrupted["epochs"] == []
+    assert interrupted["status"] == "failed" and interrupted["epochs"] == [] and interrupted["error"] == "interrupted"
 
     run = run_sentiment_job(workspace, resume="last")
     assert run["id"] == interrupted["id"] and run["status"] == "done" and run["resumed"]
@@ -58,6 +58,16 @@ def test_sentiment_job_trains_exports_records_resumes_and_is_gated(workspace, ti
     model_dir = workspace.runs_dir / run["id"] / "model"
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["context_turns"] == 2 and manifest["dataset_version"] == tiny_sentiment.id
+    assert manifest["pooling"] == "mean" and manifest["hyperparameters"]["class_weights"] == "balanced"
+    # the runtime applies the normalisation the training rows had (MELD typography -> ASCII)
+    from callsense.finetune.sources import TEXT_NORMALIZATION
+
+    assert manifest["text_normalization"]["applied_in_training"] == TEXT_NORMALIZATION
+    assert "callsense data build sentiment" in manifest["rebuild_command"]
+    assert "callsense finetune sentiment" in manifest["rebuild_command"] and "--context-turns 2" in manifest["rebuild_command"]
+    assert run["failures"][0]["error"] == "interrupted" and run["error"] is None
+    dev_int8 = manifest["metrics"]["dev_onnx_int8"]  # the exported model on the split that chose the epoch
+    assert dev_int8["n"] == len(tiny_sentiment.rows("dev")) and 0 <= dev_int8["macro_f1"]["value"] <= 1
     assert (model_dir / "checkpoint" / "encoder" / "config.json").is_file() and (model_dir / "checkpoint" / "head.pt").is_file()
     test = run["metrics"]["test"]
     assert test["n"] == len(tiny_sentiment.rows("test")) and test["context_turns"] == 2
@@ -83,3 +93,25 @@ def test_sentiment_job_trains_exports_records_resumes_and_is_gated(workspace, ti
 
     with pytest.raises(FinetuneError, match="ONNX-only"):
         run_sentiment_job(workspace, SentimentJobConfig(dataset=tiny_sentiment.id, init="serving"))
+
+
+def test_sentence_classifier_pooling_is_what_it_says():
+    """`cls` is the BERT pooler over [CLS] (BertForSequenceClassification, the shipped model's
+    head); `mean` the masked mean of the token states."""
+    from callsense.finetune.jobs.models import SentenceClassifier
+    from callsense.finetune.jobs.trainer import packaged_encoder, seed_everything
+
+    ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 2307, 102, 0, 0]])
+    mask = (ids != 0).long()
+    seed_everything(1)
+    cls = SentenceClassifier(str(packaged_encoder()), 3, "cls").eval()
+    seed_everything(1)
+    mean = SentenceClassifier(str(packaged_encoder()), 3, "mean").eval()
+    with torch.no_grad():
+        out = cls.encoder(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
+        assert torch.allclose(cls(ids, mask), cls.classifier(out.pooler_output), atol=1e-6)
+        m = mask.unsqueeze(-1).float()
+        pooled = (out.last_hidden_state * m).sum(1) / m.sum(1)
+        assert torch.allclose(mean(ids, mask), mean.classifier(pooled), atol=1e-5)
+    assert torch.equal(cls.classifier.weight, mean.classifier.weight), "the same seed gives the same head"
+    assert "pooler" in cls.describe() and "mean" in mean.describe()

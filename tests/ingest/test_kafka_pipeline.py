@@ -64,15 +64,16 @@ def test_bad_input_is_dead_lettered_and_the_pipeline_keeps_going(pipeline_env, r
     for name, data in bad.items():
         (tmp_path / name).write_bytes(data)
     good = repo_root / "samples" / "router-setup.mp3"
-    pipeline_env.cli("produce", *(str(tmp_path / n) for n in bad), str(good))
+    produced = pipeline_env.cli("produce", *(str(tmp_path / n) for n in bad), str(good), check=False)
+    assert produced.returncode == 3, produced.stderr  # 3: some inputs were refused (dead letters), the rest went on
     # A message that is not an event at all, straight onto the input topic.
-    raw = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    raw = KafkaProducer(bootstrap_servers=settings.pipeline.kafka_bootstrap)
     raw.send(settings.topic("calls"), key=b"garbage", value=b"\x00\x01 definitely not json")
     raw.flush()
     raw.close()
     # An event larger than the limit is refused at the producer and dead-lettered instead.
     pub = KafkaPublisher(settings)
-    pub.publish([CallChunk(call_id="huge", seq=0, sample_rate=16000, channels=1, pcm=b"\0" * (settings.max_message_bytes + 10),
+    pub.publish([CallChunk(call_id="huge", seq=0, sample_rate=16000, channels=1, pcm=b"\0" * (settings.pipeline.max_message_bytes + 10),
                            stream_started_at=time.time())])
     # A live call whose chunks 5..29 never arrive (window 20).
     from callsense.ingest.sources import live_chunks
@@ -91,7 +92,7 @@ def test_bad_input_is_dead_lettered_and_the_pipeline_keeps_going(pipeline_env, r
                "the good call after the bad ones", on_timeout=pipeline_env.worker_log)
     wait_until(lambda: (c := store.get_call("gappy")) is not None and c.status == "done", 120, "the gappy live call")
     # The same records are on the dead-letter topic for other consumers.
-    consumer = KafkaConsumer(settings.topic("dead-letters"), bootstrap_servers=settings.kafka_bootstrap,
+    consumer = KafkaConsumer(settings.topic("dead-letters"), bootstrap_servers=settings.pipeline.kafka_bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
     on_topic = [decode_event(m.value) for m in consumer]
     consumer.close()

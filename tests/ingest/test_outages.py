@@ -167,7 +167,7 @@ def test_process_waits_out_a_database_outage_and_stores_everything(postgres, rep
 
 def test_process_gives_up_with_one_line_naming_what_was_not_stored(postgres, repo_root, tmp_path):
     files = [repo_root / "samples" / n for n in ("stereo_diarization.wav", "router-setup.mp3")]
-    env = _env(tmp_path, CALLSENSE_DATABASE_URL=postgres.url, CALLSENSE_STORE_OUTAGE_GIVE_UP_S="5")
+    env = _env(tmp_path, CALLSENSE_DATABASE_URL=postgres.url, CALLSENSE_OUTAGE_GIVE_UP_S="5")
     postgres.stop()  # away from the start, and for longer than the give-up setting
     proc = _start(["process", *map(str, files)], env, tmp_path / "process.log")
     try:

@@ -17,7 +17,8 @@ import pytest
 from callsense.asr.base import AsrUnavailable, asr_engines, create_asr_engine
 from callsense.asr.engines import moonshine as moonshine_module
 from callsense.asr.engines.moonshine import (
-    DECODER_FILE, MAX_PASS_S, MoonshineEngine, SpeechOptions, plan_passes, quietest_cuts, speech_spans,
+    DECODER_FILE, MAX_PASS_S, DecodedWord, MoonshineEngine, SpeechOptions, align_words, plan_passes, quietest_cuts,
+    speech_spans, spread_words,
 )
 from callsense.asr.engines.moonshine_build import (
     MANIFEST_FILE, MODEL_NAME, PINNED_OUTPUT_SHA256, PINNED_TOOLS, REBUILD_COMMAND, SOURCE_SHA256, default_model_dir,
@@ -87,7 +88,7 @@ def test_first_use_builds_the_model_reproducibly_with_one_log_line(built, model_
     if manifest["tools"] != PINNED_TOOLS:
         pytest.skip(f"onnx/onnxruntime {manifest['tools']} differ from the pinned {PINNED_TOOLS}: other bytes expected")
     # The pins come from earlier builds: the same bytes again means the build is deterministic.
-    assert manifest["outputs"] == PINNED_OUTPUT_SHA256
+    assert manifest["outputs"] == PINNED_OUTPUT_SHA256 and manifest["matches_pins"] is True
 
 
 def test_registered_as_an_engine_whose_cost_follows_the_audio(engine):
@@ -134,8 +135,10 @@ def test_estimated_times_are_ordered_inside_the_speech_one_segment_per_sentence(
     assert all(not w.text.rstrip().endswith((".", "?", "!")) for s in segments for w in s.words[:-1])
 
 
-def test_silence_yields_nothing(engine):
+def test_silence_and_faint_hiss_yield_nothing(engine):
     assert list(engine.transcribe(np.zeros(3 * RATE, np.float32))) == []
+    hiss = (10 ** (-70 / 20) * np.random.default_rng(0).standard_normal(3 * RATE)).astype(np.float32)
+    assert list(engine.transcribe(hiss)) == []
 
 
 def test_long_recording_with_pauses_keeps_every_clip_in_its_place(engine, shared_audio):
@@ -225,3 +228,12 @@ def test_speech_spans_find_the_pause_between_two_sounds():
     assert len(spans) == 2
     assert abs(spans[0][0] - 0.5) < 0.05 and abs(spans[0][1] - 1.5) < 0.05
     assert abs(spans[1][0] - 2.5) < 0.05 and abs(spans[1][1] - 3.5) < 0.05
+
+
+def test_a_pause_falls_after_the_sentence_not_where_letters_put_it():
+    words = [DecodedWord(t, 0.0) for t in "one two three. four five six seven".split()]
+    # By letters alone "four" would end the first span (its middle lies before the halfway mark).
+    assert align_words(words, [(0.0, 1.0), (1.5, 2.5)]).tolist() == [0, 0, 0, 1, 1, 1, 1]
+    timed = spread_words(words, [(0.0, 1.0), (1.5, 2.5)])
+    assert [w.text for w in timed] == [" " + w.text for w in words]
+    assert timed[2].end == 1.0 and timed[3].start == 1.5 and timed[-1].end == 2.5

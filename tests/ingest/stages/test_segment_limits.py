@@ -19,7 +19,7 @@ class NoVad:  # the refusal comes before any audio reaches the VAD
                                  dict(channels=0, sample_rate=8000)])
 def test_absurd_live_format_is_a_dead_letter(tmp_path, fmt):
     settings = Settings(data_dir=tmp_path)
-    seg = CallSegmenter(settings, BlobStore(tmp_path / "blobs", settings.inline_audio_max_bytes), vad=NoVad())
+    seg = CallSegmenter(settings, BlobStore(tmp_path / "blobs", settings.pipeline.inline_audio_max_bytes), vad=NoVad())
     chunks = [CallChunk(call_id="bad", seq=i, pcm=bytes(320), final=i == 2, stream_started_at=time.time(), **fmt)
               for i in range(3)]
     out = run_safely(seg, chunks)

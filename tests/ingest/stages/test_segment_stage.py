@@ -17,7 +17,7 @@ from callsense.ingest.stage import run_safely
 @pytest.fixture
 def segmenter(tmp_path):
     settings = Settings(data_dir=tmp_path, live_min_silence_ms=500)
-    return CallSegmenter(settings, BlobStore(tmp_path / "blobs", settings.inline_audio_max_bytes))
+    return CallSegmenter(settings, BlobStore(tmp_path / "blobs", settings.pipeline.inline_audio_max_bytes))
 
 
 def _utts(events):
@@ -37,7 +37,7 @@ def test_recorded_stereo_call(segmenter, shared_audio):
 
 
 def test_recorded_packing_keeps_every_utterance(segmenter, shared_audio):
-    segmenter.settings.asr_window_s = 5.0  # force several windows
+    segmenter.settings.pipeline.asr_window_s = 5.0  # force several windows
     ev = recorded_call(shared_audio / "jfk.flac", segmenter.blobs)
     out = segmenter.handle_batch([ev])
     batches = [e for e in out if isinstance(e, UtteranceBatch)]
@@ -89,7 +89,7 @@ def test_live_out_of_order_within_window_is_reordered(segmenter, shared_audio):
 
 def test_live_gap_beyond_window_is_dead_lettered_and_call_goes_on(segmenter, shared_audio):
     chunks = _live(shared_audio / "jfk.flac", "G1")
-    segmenter.settings.live_reorder_window = 5
+    segmenter.settings.pipeline.live_reorder_window = 5
     out = []
     for ch in chunks[:20] + chunks[40:]:  # 2 s lost
         out += segmenter.handle_batch([ch])

@@ -1,0 +1,5 @@
+"""PII redaction of transcripts (see `redactor.py`): `PiiRedactor(mode).redact(text)`."""
+
+from callsense.nlp.pii.redactor import KINDS, MASKS, MODES, PiiRedactor, RedactedText, luhn_valid, redact_words
+
+__all__ = ["KINDS", "MASKS", "MODES", "PiiRedactor", "RedactedText", "luhn_valid", "redact_words"]
