@@ -139,6 +139,22 @@ class ScoredUtterance(TranscribedUtterance):
     kind: Literal["scored"] = "scored"  # type: ignore[assignment]
 
 
+class InterimTranscript(EventModel):
+    """Live calls: what the utterance still being spoken says so far (not stored; replaced by
+    the final `TranscribedUtterance` of the same `index`). `seq` grows per call and channel."""
+
+    kind: Literal["interim"] = "interim"
+    call_id: str
+    channel: int
+    speaker: str = ""
+    index: int  # the utterance it will become (utterance idx of the final one)
+    text: str
+    start: float  # call time (s) where the utterance began
+    end: float  # call time (s) of the last audio heard
+    seq: int
+    at: float = Field(default_factory=time.time)
+
+
 class DeadLetter(EventModel):
     kind: Literal["dead_letter"] = "dead_letter"
     stage: str
@@ -159,6 +175,7 @@ Event = Annotated[
         CallSegmented,
         TranscribedUtterance,
         ScoredUtterance,
+        InterimTranscript,
         DeadLetter,
     ],
     Field(discriminator="kind"),

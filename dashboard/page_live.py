@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from callsense.dashboard import characteristics_ui, ui
+from callsense.dashboard import characteristics_ui, interim_ui, ui
 from callsense.dashboard.data import LiveCallView
 from callsense.dashboard.registry import PageContext, page
 from callsense.store.schema import Call
@@ -133,12 +133,15 @@ def live_call_panel(ctx: PageContext, call_id: str) -> None:
             ctx.goto("call", **{"call.selected": call_id})
         left, right = st.columns([3, 2])
         with left:
-            if not sentences:
+            interim = interim_ui.interim_html(ctx.settings, call_id, sentences) if not ended else ""
+            if not sentences and not interim:
                 st.caption("Waiting for the first sentence ...")
-            else:
+            elif sentences:
                 recent = sentences[-SHOWN_SENTENCES:]
                 if len(sentences) > len(recent):
                     st.caption(f"Last {len(recent)} of {len(sentences)} sentences")
                 st.html(ui.transcript_html(recent))
+            if interim:  # words still being spoken, greyed until their final sentence replaces them
+                st.html(interim)
         with right:
             ui.render_sentiment_over_time(sentences, height=130)

@@ -483,9 +483,11 @@ def _rows_from(ws, ref: str, kind: str, reader) -> tuple[list[dict], str]:
     return v.rows(split or "test"), f"{v.id}:{split or 'test'}"
 
 
-def _registry_dir(ws, name: str, version: Optional[int]) -> Path | None:
+def _registry_dir(ws, name: str, version: Optional[int], explicit: bool = True) -> Path | None:
     from callsense.finetune.registry import ModelRegistry
 
+    if not explicit:
+        return None
     reg = ModelRegistry(ws)
     rec = reg.get(name, version) if version is not None else reg.serving(name)
     return rec.artifact_dir if rec else None
@@ -608,8 +610,9 @@ def eval_intent(
 @eval_app.command("pipeline")
 @friendly
 def eval_pipeline(
-    data: str = typer.Argument(..., help="Audio with reference text: an audio manifest.jsonl, a NeMo manifest, or DATASET[:SPLIT]."),
-    engine: str = typer.Option("whisper", help="ASR system (whisper, nemo:PATH.nemo, ...)."),
+    data: str = typer.Argument(..., help="Audio with reference text: an audio manifest.jsonl, a NeMo manifest, DATASET[:SPLIT], "
+                                "or recorded calls with a .turns.csv beside each (a call file or a folder: the whole pipeline runs)."),
+    engine: Optional[str] = typer.Option(None, help="ASR system (whisper, nemo:PATH.nemo, ...); default whisper, for calls the configured one."),
     model_dir: Optional[Path] = typer.Option(None, help="Sentiment model folder (default: the serving one)."),
     version: Optional[int] = typer.Option(None, help="Sentiment registry version instead of the serving one."),
     report: Optional[Path] = typer.Option(None, help="Report folder."),
@@ -622,6 +625,13 @@ def eval_pipeline(
     from callsense.finetune.reports import pipeline_report
 
     ws = _workspace(database_url)
+    from callsense.finetune.call_eval import is_call_input
+
+    if is_call_input(data):
+        return _eval_pipeline_calls(ws, data, engine, model_dir or _registry_dir(ws, "sentiment", version, explicit=model_dir is None
+                                                                                 and (version is not None or _serving_backend(ws))),
+                                    report)
+    engine = engine or "whisper"
     rows, label = _rows_from(ws, data, "asr", read_asr_manifest)
     with console.status("loading models ..."):
         system = asr_system(engine, ws.settings)
@@ -635,6 +645,45 @@ def eval_pipeline(
     console.print(f"agreement {_pct(result['agreement'])}   PIPELINE_SENTIMENT_METRIC mean(GT-ASR) {_ci(result['pipeline_sentiment_metric'])}"
                   f"   mean |GT-ASR| {_ci(result['mean_abs_difference'])}")
     paths = pipeline_report(result, _report_dir(ws, report, "pipeline"))
+    console.print(f"report: {paths['markdown']} and {paths['html']}")
+
+
+def _serving_backend(ws) -> bool:
+    return ws.settings.sentiment.backend == "serving"
+
+
+def _eval_pipeline_calls(ws, data: str, engine: Optional[str], sentiment_dir: Optional[Path], report: Optional[Path]) -> None:
+    """Recorded calls + turn files: `callsense process` into a scratch data dir, stored sentences mapped to turns."""
+    import tempfile
+
+    from callsense.finetune.call_eval import evaluate_calls, find_calls, pipeline_env, read_stored, run_process
+    from callsense.finetune.evaluate import SentimentPredictor
+    from callsense.finetune.metrics import BootstrapOptions
+    from callsense.finetune.reports import calls_report
+
+    pairs = find_calls(Path(data))
+    opts = BootstrapOptions.from_settings(ws.settings)
+    folder = _report_dir(ws, report, "pipeline-calls")
+    scratch = Path(tempfile.mkdtemp(prefix="callsense-eval-", dir=ws.root if ws.root.is_dir() else None))
+    with console.status(f"running `callsense process` on {len(pairs)} calls (scratch store {scratch}) ..."):
+        proc = run_process([a for a, _ in pairs], scratch, pipeline_env(scratch, asr_engine=engine, sentiment_dir=sentiment_dir))
+    stored = read_stored(scratch, [a.name for a, _ in pairs])
+    predictor = SentimentPredictor(sentiment_dir, ws.settings)
+    with _progress() as p:
+        result = evaluate_calls(pairs, stored, predictor, opts, RichProgress(p))
+    any_call = next(iter(stored.values()), {})
+    result.update(data=str(data), process=proc, scratch=str(scratch), bootstrap=opts.__dict__,
+                  asr_model=any_call.get("asr_model", ""), stored_sentiment_model=any_call.get("sentiment_model", ""),
+                  command="callsense eval pipeline " + str(data) + (f" --engine {engine}" if engine else "")
+                  + (f" (sentiment model {sentiment_dir})" if sentiment_dir else ""))
+    console.print(f"{result['calls']} calls, {result['turns']} turns ({result['matched_turns']} with a stored sentence, "
+                  f"{result['missed_turns']} missed, {result['unmatched_sentences']} sentences unmatched); pipeline took {proc['seconds']} s")
+    for ch, w in result["wer"].items():
+        console.print(f"WER {ch} {_pct(w['wer'])} ({w['words']} words)")
+    if result.get("stored_sentences"):
+        console.print(f"sentiment macro-F1 vs human labels: reference text {_ci(result['reference_text']['macro_f1'])}, "
+                      f"stored sentences {_ci(result['stored_sentences']['macro_f1'])}; agreement {_pct(result['agreement']['agreement'])}")
+    paths = calls_report(result, folder)
     console.print(f"report: {paths['markdown']} and {paths['html']}")
 
 

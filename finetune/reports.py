@@ -254,6 +254,53 @@ def pipeline_report(result: dict, folder: Path) -> dict[str, Path]:
     return r.write(folder, result)
 
 
+def calls_report(result: dict, folder: Path) -> dict[str, Path]:
+    """`eval pipeline` on recorded calls with turn files (finetune/call_eval.py)."""
+    r = Report(f"Pipeline on calls (TR-4910): {result.get('data', '')}")
+    _header(r, result)
+    r.text(f"{result['calls']} calls through `{result['process']['command']}` ({result['process']['seconds']} s) as configured: "
+           f"ASR {result.get('asr_model') or '?'}, sentiment {result.get('stored_sentiment_model') or '?'}. "
+           f"{result['turns']} reference turns, {result['matched_turns']} with a stored sentence, {result['missed_turns']} missed; "
+           f"{result['unmatched_sentences']} stored sentences overlap no turn of their channel.")
+    r.text("Mapping: " + result["mapping_rule"] + ".")
+    r.heading("Word error rate per channel")
+    r.table(["channel", "calls", "words", "WER", "subs", "dels", "ins"],
+            [[ch, w["n"], w["words"], _pct(w["wer"]), w["substitutions"], w["deletions"], w["insertions"]]
+             for ch, w in list(result["wer"].items()) + [("both", result["wer_all"])]])
+    folder.mkdir(parents=True, exist_ok=True)
+    r.image(plot_bars(list(result["wer"]), {"WER": [w["wer"] for w in result["wer"].values()]}, folder / "wer_channels.png",
+                      "word error rate per channel (95 % interval)", "WER", ymax=None), "WER per channel")
+    if result.get("stored_sentences"):
+        ref, st, ag = result["reference_text"], result["stored_sentences"], result["agreement"]
+        r.heading("Sentiment against the human labels (matched turns)")
+        r.table(["sentiment from", "turns", "macro-F1", "accuracy"],
+                [["reference text", ref["n"], _ci(ref["macro_f1"]), _ci(ref["accuracy"])],
+                 ["stored sentences (pipeline)", st["n"], _ci(st["macro_f1"]), _ci(st["accuracy"])],
+                 ["reference text, all turns", result["reference_text_all_turns"]["n"],
+                  _ci(result["reference_text_all_turns"]["macro_f1"]), _ci(result["reference_text_all_turns"]["accuracy"])]])
+        r.text(f"Agreement of reference-text and pipeline sentiment: {_pct(ag['agreement'])}; PIPELINE_SENTIMENT_METRIC "
+               f"mean(GT-ASR) {_ci(ag['pipeline_sentiment_metric'])}; mean |GT-ASR| {_ci(ag['mean_abs_difference'])}.")
+        labels = st["labels"]
+        r.heading("Confusion matrices")
+        r.table(["human \\ pipeline", *labels], [[l, *row] for l, row in zip(labels, st["confusion_matrix"])])
+        r.image(plot_confusion(st["confusion_matrix"], labels, folder / "confusion_stored.png", "human label vs pipeline",
+                               xlabel="pipeline (stored sentences)", ylabel="human label"), "human labels vs pipeline")
+        r.image(plot_confusion(ref["confusion_matrix"], labels, folder / "confusion_reference.png", "human label vs reference text",
+                               xlabel="model on reference text", ylabel="human label"), "human labels vs reference text")
+        r.image(plot_confusion(ag["confusion_matrix"], ag["labels"], folder / "confusion_agreement.png",
+                               "reference text vs pipeline", xlabel="pipeline", ylabel="reference text"), "reference vs pipeline")
+    else:
+        r.text("No reference turn got a stored sentence: no sentiment figures.")
+    r.heading("Calls")
+    r.table(["call", "turns", "sentences", "missed turns", "unmatched sentences"],
+            [[c["call"], c["turns"], c["sentences"], c["missed_turns"], c["unmatched_sentences"]] for c in result["per_call"]])
+    r.heading("Turns")
+    r.table(["call", "ch", "reference", "stored", "label", "ref. text", "pipeline"],
+            [[t["call"], t["channel"], t["reference"], t["stored"], t["label"], t.get("reference_sentiment", ""),
+              t["stored_sentiment"] or "(missed)"] for t in result["turn_rows"][:300]])
+    return r.write(folder, result)
+
+
 def gate_report(decision: dict, folder: Path) -> dict[str, Path]:
     r = Report(f"Promotion gate: {decision['name']} v{decision['candidate']} vs v{decision['serving']}")
     r.text(decision["reason"])

@@ -30,6 +30,15 @@ class PipelineResources:
 
         return create_asr_engine(self.settings)
 
+    def interim_engine(self):
+        """The live engine for interim text, or None when its cost does not follow the audio
+        (Whisper: a 30 s window per pass), checked before any model is loaded."""
+        from callsense.asr.base import asr_engines
+
+        if getattr(asr_engines.get(self.settings.asr.engine), "fixed_window_s", None) is not None:
+            return None
+        return self.asr_engine
+
     @cached_property
     def sentiment_model(self):
         from callsense.nlp.sentiment.base import create_sentiment_model
@@ -48,7 +57,7 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
     if name == "segment":
         from callsense.ingest.stages.segment import CallSegmenter
 
-        return CallSegmenter(res.settings, res.blobs, res.vad)
+        return CallSegmenter(res.settings, res.blobs, res.vad, interim_engine=res.interim_engine)
     if name == LIVE_TRANSCRIBE:
         from callsense.asr.engines.riva import RivaEngine
         from callsense.ingest.stages.live_transcribe import RivaLiveTranscriber

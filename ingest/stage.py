@@ -25,6 +25,8 @@ TOPIC_OF_KIND = {
     "call_opened": "results",
     "call_segmented": "results",
     "dead_letter": "dead-letters",
+    # Live calls' interim text: read by the dashboard's Live page (ingest/interim.py), no stage.
+    "interim": "interim",
 }
 STAGE_ORDER = ("segment", "transcribe", "sentiment", "store")
 # Live calls streamed to Riva (CALLSENSE_LIVE_ASR=riva-streaming): consumes `calls` beside

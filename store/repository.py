@@ -154,7 +154,7 @@ class ResultStore:
             q = select(*cols).where(Sentence.call_id >= ids[0], Sentence.call_id <= ids[-1])
         else:
             q = select(*cols).where(Sentence.call_id.in_(ids))
-        for r in conn.execute(q).tuples():
+        for r in conn.execute(q):
             got = by_call.get(r[0])
             if got is not None:
                 got.append(r[1:])

@@ -63,6 +63,29 @@ def callsense_env_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+# --------------------------------------------------------------------------- default ASR model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moonshine_model_built(callsense_env_removed_for_the_session) -> None:
+    """Moonshine is the default ASR engine: its model is built once per machine into the
+    shared model cache (`callsense asr build-moonshine`, ~20 s) before any test runs, so
+    tests and the workers they start never build it at the same time (a build also holds a
+    lock). Nothing to do when it is built; skipped where the build inputs are not installed
+    (the tests that need the model then say why)."""
+    from callsense.asr.engines.moonshine_build import (
+        MANIFEST_FILE, build_inputs_missing, build_lock, build_moonshine_model, default_model_dir,
+    )
+    from callsense.core.settings import Settings
+
+    folder = default_model_dir(Settings())
+    if (folder / MANIFEST_FILE).is_file() or build_inputs_missing():
+        return
+    with build_lock(folder):
+        if not (folder / MANIFEST_FILE).is_file():
+            build_moonshine_model(folder)
+
+
 # --------------------------------------------------------------------------- Ctrl+C
 
 
@@ -328,7 +351,10 @@ def riva_server():
     from callsense.serve.riva.server import RivaServer
     from callsense.core.settings import Settings
 
-    server = RivaServer(Settings(), host="127.0.0.1", port=0, workers=16).start()
+    # Whisper behind it: these tests compare riva-serve with embedded Whisper and boost words
+    # (hotwords need Whisper). riva-serve's default (moonshine) has tests of its own
+    # (tests/serve/riva/test_riva_serve_moonshine.py).
+    server = RivaServer(Settings(riva_serve_asr_engine="whisper"), host="127.0.0.1", port=0, workers=16).start()
     try:
         yield server
     finally:

@@ -4,13 +4,23 @@ Recorded calls are decoded whole and their utterances packed into ASR windows. L
 arrive as ordered chunks; each channel runs the same endpointer incrementally and an
 utterance is sent on as soon as its end is detected. With `live_asr=riva-streaming` live
 calls are left to the live-transcribe stage (`ingest/stages/live_transcribe.py`).
+
+Interim text (`InterimTranscript`, topic `<prefix>.interim`): while a live utterance is open,
+at most every `live_interim_ms` its audio so far is recognized with the live engine, only
+when new speech arrived since the channel's last interim, only for engines whose cost follows
+the audio (`fixed_window_s is None`; Whisper's 30 s pass would not keep up), never when the
+chunk being handled is already more than `live_interim_ms` behind real time (a backlog or a
+replay after a crash), and never for more than half of the stage's time (after an interim
+that took d seconds no other interim starts for d seconds). Interims are best effort and not
+stored: the final utterance replaces them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,7 +32,8 @@ from callsense.audio.pcm import float_to_s16le
 from callsense.audio.resample import TARGET_RATE, StreamResampler
 from callsense.core.errors import BadInput
 from callsense.core.events import (
-    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan,
+    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, InterimTranscript, UtteranceBatch,
+    UtteranceSpan,
 )
 from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
 from callsense.ingest.stage import dead_letter
@@ -59,6 +70,9 @@ class _LiveChannel:
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     base: int = 0  # sample index of audio[0] from the start of the call
     count: int = 0
+    speech_since_interim: bool = False  # a voiced frame arrived since the last interim
+    interim_at: int = 0  # call sample position of the last interim
+    interim_seq: int = 0
 
 
 @dataclass
@@ -75,7 +89,8 @@ class CallSegmenter:
     name = "segment"
     inputs = ("calls",)
 
-    def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None):
+    def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None,
+                 interim_engine: Callable[[], object | None] | None = None):
         self.settings = settings
         self.blobs = blobs
         self.vad = vad or SileroModel()
@@ -85,6 +100,13 @@ class CallSegmenter:
         self.segments_live_calls = settings.pipeline.live_asr == "vad"
         self.limits = AudioLimits.from_settings(settings)
         self._refused: dict[str, None] = {}  # live calls refused at their first chunk (insertion ordered, bounded)
+        # Interim text: a factory of the live ASR engine (None: no interims), built at the first need.
+        self._interim_factory = interim_engine if settings.pipeline.live_interim_ms > 0 else None
+        self._interim_engine = None
+        self._interim_every = settings.pipeline.live_interim_ms * TARGET_RATE // 1000
+        self._interim_idle_until = 0.0  # no interim starts before this (busy_clock): half the stage's time at most
+        self.clock = time.time  # wall clock: how far behind real time a live chunk is handled
+        self.busy_clock = time.perf_counter
 
     def open_calls(self) -> set[str]:
         """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
@@ -200,11 +222,55 @@ class CallSegmenter:
         out: list[EventModel] = []
         for c, chan in enumerate(call.channels):
             self._push_channel(call, chan, chan.resampler.push(np.ascontiguousarray(samples[:, c])), out, c)
+        if self._interim_factory is not None and not chunk.final:
+            # Real time of this chunk's end: interims only while the stage keeps up with it.
+            chunk_s = call.chunk_samples / TARGET_RATE
+            lag = self.clock() - (call.stream_started_at + (chunk.seq + 1) * chunk_s)
+            if lag <= self._interim_every / TARGET_RATE:
+                for c, chan in enumerate(call.channels):
+                    self._maybe_interim(call, chan, c, out)
         return out
+
+    def _interim_asr(self):
+        if self._interim_engine is None and self._interim_factory is not None:
+            engine = self._interim_factory()
+            if engine is None or getattr(engine, "fixed_window_s", None) is not None:
+                self._interim_factory = None  # a fixed-window engine cannot keep up: no interims
+                return None
+            self._interim_engine = engine
+        return self._interim_engine
+
+    def _maybe_interim(self, call: _LiveCall, chan: _LiveChannel, c: int, out: list) -> None:
+        open_since = chan.endpointer.open_since
+        end = chan.base + chan.audio.size
+        if (open_since is None or not chan.speech_since_interim or end - chan.interim_at < self._interim_every
+                or self.busy_clock() < self._interim_idle_until):
+            return
+        engine = self._interim_asr()
+        if engine is None:
+            return
+        start = max(open_since, chan.base)
+        t0 = self.busy_clock()
+        try:
+            text = " ".join(seg.text.strip() for seg in engine.transcribe_live(chan.audio[start - chan.base:]) if seg.text.strip())
+        except Exception as e:  # interims are best effort: the final utterance is what counts
+            log.warning("interim recognition failed for live call %s: %s", call.call_id, e)
+            text = ""
+        now = self.busy_clock()
+        self._interim_idle_until = now + (now - t0)
+        chan.interim_at, chan.speech_since_interim = end, False
+        if not text:
+            return
+        chan.interim_seq += 1
+        out.append(InterimTranscript(call_id=call.call_id, channel=c, speaker=call.speakers[c], index=chan.count,
+                                     text=text, start=start / TARGET_RATE, end=end / TARGET_RATE, seq=chan.interim_seq))
 
     def _push_channel(self, call: _LiveCall, chan: _LiveChannel, audio16k: np.ndarray, out: list, c: int) -> None:
         chan.audio = np.concatenate([chan.audio, audio16k])
-        for span in chan.endpointer.push(chan.probs.push(audio16k)):
+        probs = chan.probs.push(audio16k)
+        if probs.size and float(probs.max()) >= chan.endpointer.o.threshold:
+            chan.speech_since_interim = True
+        for span in chan.endpointer.push(probs):
             out.append(self._live_batch(call, chan, c, span))
         # Keep only what an open utterance (plus its left padding) may still need.
         keep_from = chan.endpointer.open_since

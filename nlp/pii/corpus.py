@@ -88,6 +88,8 @@ CLEAN = [
     "Store number nine in the mall.",
     "Oh, one more thing about my bill.",
     "It costs 4.99 a month or 49.99 a year.",
+    "I sent an email to support yesterday about the northwind.com outage.",
+    "Your email said twenty four hours, it has been three days.",
 ]
 
 

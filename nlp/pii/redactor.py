@@ -50,7 +50,7 @@ _SEP_PUNCT = {"-", "\u2013", "\u2014", ",", ".", "(", ")", "+"}
 _MAX_SEPS = 2  # separator tokens allowed between two parts of one run
 
 _NUMBER_WORDS = "|".join(sorted({*UNITS, *TEENS, *TENS}, key=len, reverse=True))
-_PRECHECK = re.compile(rf"\d|@|\b(?:{_NUMBER_WORDS}|dot)\b|\bat\s+[\w-]+\.\w", re.IGNORECASE)
+
 _TOKEN = re.compile(r"\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[^\sA-Za-z\d]")
 
 # Words just before a run that make 4+ digits an account / ID number: strong words alone,
@@ -87,6 +87,7 @@ _NOT_STREET_NAME = {
 }
 
 _TLD = r"(?:com|net|org|edu|gov|mil|io|co|uk|us|ca|de|fr|es|it|nl|au|in|info|biz|me|ai|app|dev|mail|email|online|xyz)"
+_PRECHECK = re.compile(rf"\d|@|\b(?:{_NUMBER_WORDS}|dot)\b|\bat\s+[\w-]+\.\w|mail|\.\s*{_TLD}\b", re.IGNORECASE)
 _EMAIL_WORD = r"[A-Za-z0-9]+"
 _EMAIL_DIGIT_WORDS = rf"(?:{_NUMBER_WORDS}|double|triple)"
 _EMAIL_SEP = r"(?:[._+-]|\s+(?:dot|period|point|underscore|under\s+score|dash|hyphen|plus)\s+)"
@@ -97,7 +98,13 @@ _EMAIL = re.compile(
     rf"{_EMAIL_WORD}(?:(?:[.-]|\s+(?:dot|dash|hyphen)\s+){_EMAIL_WORD})*?{_EMAIL_DOT}{_TLD}\b(?:{_EMAIL_DOT}(?:uk|au|nz|in|jp|za|br)\b)?"
     r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
     re.IGNORECASE)
-_EMAIL_PRECHECK = re.compile(r"@|\bat\b", re.IGNORECASE)
+_EMAIL_PRECHECK = re.compile(r"@|\bat\b|mail", re.IGNORECASE)
+# After "my email is": whatever chain of words ends in a top-level domain, however the ASR
+# engine mangled the "at" and "dot"s ("john .miss .example .com").
+_EMAIL_AFTER_CONTEXT = re.compile(
+    rf"\be-?mail(?:\s+address)?(?:\s+(?:is|was|it's|it is|should be)[\s:,]+|\s*:\s*)"
+    rf"(?P<addr>{_EMAIL_WORD}(?:(?:\s*[.@_-]\s*|\s+(?:dot|at|underscore|dash)\s+|\s+){_EMAIL_WORD}){{0,7}}?"
+    rf"{_EMAIL_DOT}{_TLD})\b", re.IGNORECASE)
 _ALNUM_ID = re.compile(r"(?<![\w-])(?=[A-Za-z0-9-]*[A-Za-z])(?=(?:[A-Za-z-]*\d){6})[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![\w-])")
 
 
@@ -253,6 +260,7 @@ class PiiRedactor:
         spans: list[tuple[str, int, int]] = []
         if _EMAIL_PRECHECK.search(text):
             spans.extend(("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text))
+            spans.extend(("EMAIL", m.start("addr"), m.end("addr")) for m in _EMAIL_AFTER_CONTEXT.finditer(text))
         for m in _ALNUM_ID.finditer(text):
             spans.append(("ACCOUNT", m.start(), m.end()))
         for run in _digit_parts(text, _tokens(text)):

@@ -65,7 +65,7 @@ def test_riva_check_lists_the_models(served):
     _, address = served
     done = callsense("riva-check", "--url", address)
     assert done.returncode == 0, done.stderr
-    assert "SERVING" in done.stdout and "callsense-whisper-en-US" in done.stdout and "type=online" in done.stdout
+    assert "SERVING" in done.stdout and "callsense-moonshine-en-US" in done.stdout and "type=online" in done.stdout
     assert "callsense-sentiment" in done.stdout
 
 

@@ -281,7 +281,7 @@ def test_in_process_pipeline_sends_recordings_to_segment_and_live_calls_to_riva(
     transport.publish([recorded, *live_chunks(shared_audio / "spk2_snt4.wav", call_id="live-in-process", realtime=False)])
     transport.drain()
     assert [e for e in transport.unrouted if e.kind == "dead_letter"] == []
-    for call_id, text, model in ((recorded.call_id, "the child almost hurt the small dog", "whisper:"),
+    for call_id, text, model in ((recorded.call_id, "the child almost hurt the small dog", "moonshine:"),
                                  ("live-in-process", "mend the coat before you go out", "riva:callsense-whisper-en-US-streaming")):
         call = res.store.get_call(call_id)
         assert call.status == "done" and call.mode == ("live" if call_id.startswith("live") else "recorded")

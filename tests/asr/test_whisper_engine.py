@@ -12,7 +12,7 @@ from callsense.audio.decode import decode_audio
 
 @pytest.fixture(scope="module")
 def engine():
-    return create_asr_engine(Settings())
+    return create_asr_engine(Settings(asr_engine="whisper"))  # Whisper itself (the default is moonshine)
 
 
 def normalize(text: str) -> str:

@@ -70,7 +70,7 @@ def test_recorded_turns_in_spoken_replies_out_as_wav_files(chat, recordings, tmp
                   "--audio-out", str(out), "--debug")
     assert result.exit_code == 0, result.output
     output = result.output
-    assert "ASR whisper, TTS espeak, NLU keywords" in output
+    assert "ASR moonshine, TTS espeak, NLU keywords" in output
     assert "weather" in output.lower() and "(voice, ASR confidence 0." in output
     assert "For which location?" in output and "In Los Angeles today" in output
     assert f"{recordings['broken']}: cannot read the recording: " in output  # the bad file, and the next one still played

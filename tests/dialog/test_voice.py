@@ -26,7 +26,7 @@ LA_TODAY = "In Los Angeles today: sunny, a high of 79°F and a low of 61°F."  #
 
 @pytest.fixture(scope="module")
 def asr():
-    return create_asr_engine(Settings())  # the embedded default: Whisper tiny.en
+    return create_asr_engine(Settings())  # the embedded default: Moonshine base-en
 
 
 @pytest.fixture(scope="module")

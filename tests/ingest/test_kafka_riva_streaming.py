@@ -23,7 +23,7 @@ from callsense.store.schema import Sentence, Utterance  # noqa: E402
 
 from pipeline_support import all_done, result_store, wait_until  # noqa: E402
 
-STREAMING_MODEL = "riva:callsense-whisper-en-US-streaming"
+STREAMING_MODEL = "riva:callsense-moonshine-en-US-streaming"  # riva-serve's default engine
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,11 @@ def test_no_seeded_pii_in_tables_files_or_logs(call_wav, tmp_path):
     table_text = "\n".join(dump)
     assert not _leaks(table_text), [line for line in dump if _leaks(line)]
     masks = " ".join(sentences)
-    assert "[CARD]" in masks and "[PHONE]" in masks and "[EMAIL]" in masks, sentences
+    # The card is [CARD] when the ASR engine got every digit right (Luhn-valid), else [ACCOUNT]
+    # (a long digit run): redacted either way.
+    card = [t for t in sentences if "card number" in t.lower()]
+    assert card and ("[CARD]" in card[0] or "[ACCOUNT]" in card[0]), sentences
+    assert "[PHONE]" in masks and "[EMAIL]" in masks, sentences
 
     original = hashlib.sha256(call_wav.read_bytes()).hexdigest()
     for path in data.rglob("*"):

@@ -124,7 +124,7 @@ def test_tls_and_api_key(tls_files, shared_clip, normalize):
     from callsense.serve.riva.server import RivaServer, TlsFiles
 
     cert, key = tls_files
-    server = RivaServer(Settings(), host="127.0.0.1", port=0, workers=4, tls=TlsFiles(cert, key), api_key="s3cret").start()
+    server = RivaServer(Settings(riva_serve_asr_engine="whisper"), host="127.0.0.1", port=0, workers=4, tls=TlsFiles(cert, key), api_key="s3cret").start()
     try:
         url = f"localhost:{server.port}"
         base = Settings(riva_url=url, riva_retries=0, riva_timeout_s=60)
