@@ -1,7 +1,9 @@
 """Live latency: from the end of a sentence in a live call to its row in the store, with
 Kafka between every stage, N concurrent real-time calls.
 
-    python bench/bench_live.py [--calls 8] [--engine whisper] [--live-asr vad]
+    python bench/bench_live.py [--calls 8] [--engine moonshine] [--live-asr vad]
+    python bench/bench_live.py --calls 8 --engine moonshine whisper   # both engines, one run each, same broker
+    python bench/bench_live.py --calls 1 8 16                          # capacity
     python bench/bench_live.py --live-asr riva-streaming      # live calls streamed to Riva
 
 Starts a local Kafka broker and one `callsense worker` (all stages) as processes in a
@@ -63,76 +65,150 @@ def start_riva_serve(home: Path, env: dict, workers: int) -> tuple[subprocess.Po
     return proc, f"127.0.0.1:{port}"
 
 
+def load() -> str:
+    return "load average %.1f / %.1f / %.1f" % os.getloadavg()
+
+
+def interim_stats(settings: Settings, ids: list[str]) -> str:
+    """Interim events of the run (topic <prefix>.interim): how many, and the gap between two
+    interims of one open utterance."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from callsense.core.events import decode_event
+
+    topic = settings.topic("interim")
+    consumer = KafkaConsumer(bootstrap_servers=settings.pipeline.kafka_bootstrap.split(","), group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    if not parts:
+        return "interims: none"
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    events = [decode_event(r.value) for r in consumer]
+    consumer.close()
+    events = [e for e in events if getattr(e, "call_id", None) in ids]
+    gaps, last = [], {}
+    for e in sorted(events, key=lambda e: e.at):
+        key = (e.call_id, e.channel, e.index)
+        if key in last:
+            gaps.append((e.at - last[key]) * 1000)
+        last[key] = e.at
+    return (f"interims: {len(events)} for {len({(e.call_id, e.channel, e.index) for e in events})} utterances; "
+            f"gap within an utterance p50 {percentile(gaps, 0.5):.0f} ms, p95 {percentile(gaps, 0.95):.0f} ms")
+
+
+def run(args, kafka: LocalKafka, home: Path, engine: str, calls: int, samples: list[Path]) -> None:
+    needs_riva = engine == "riva" or args.live_asr == "riva-streaming"
+    workers, riva = [], None
+    run_dir = home / f"{engine}-{calls}"
+    prefix = f"b{engine[:3]}{calls}"
+    try:
+        settings = Settings(data_dir=run_dir / "data", kafka_bootstrap=kafka.bootstrap, kafka_partitions=4, topic_prefix=prefix)
+        extra = dict(kv.split("=", 1) for kv in args.extra_env)
+        env = {**os.environ, "CALLSENSE_DATA_DIR": str(settings.data_dir), "CALLSENSE_KAFKA_BOOTSTRAP": kafka.bootstrap,
+               "CALLSENSE_TOPIC_PREFIX": prefix, "CALLSENSE_ASR_ENGINE": engine, "CALLSENSE_LIVE_ASR": args.live_asr, **extra}
+        run_dir.mkdir(parents=True)
+        if needs_riva:
+            if args.riva_url:
+                env["CALLSENSE_RIVA_URL"] = args.riva_url
+            else:
+                riva, env["CALLSENSE_RIVA_URL"] = start_riva_serve(run_dir, {**os.environ, **extra},
+                                                                   args.riva_serve_workers or 2 * calls + 8)
+        ensure_topics(settings)
+        workers = [subprocess.Popen([sys.executable, "-m", "callsense", "worker", "--stages", "all"], env=env,
+                                    stdout=open(run_dir / f"worker{k}.log", "wb"), stderr=subprocess.STDOUT)
+                   for k in range(args.workers)]
+        worker = workers[0]
+        time.sleep(8 + 4 * (args.workers - 1))  # models load before the calls start
+        pub = KafkaPublisher(settings)
+        ids = [f"bench-live-{i}" for i in range(calls)]
+
+        def stream(i: int) -> None:
+            for chunk in live_chunks(samples[i % len(samples)], call_id=ids[i], chunk_ms=args.chunk_ms, agent_id=f"a{i}"):
+                pub.publish([chunk])
+
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(calls)]
+        t0 = time.time()
+        load_start = load()
+        for t in threads:
+            t.start()
+            time.sleep(0.37)  # calls do not all start on the same chunk boundary
+        for t in threads:
+            t.join()
+        pub.flush()
+        load_end = load()
+        store = ResultStore(make_engine(settings.resolved_database_url))
+        deadline = time.time() + 120
+        while time.time() < deadline and not all((c := store.get_call(i)) and c.status == "done" for i in ids):
+            time.sleep(0.5)
+        lat = [(s.stored_at - s.ended_at) * 1000 for i in ids for s in store.sentences(i) if s.ended_at]
+        how = "Riva streaming (riva-serve)" if args.live_asr == "riva-streaming" and not args.riva_url else \
+            "Riva streaming" if args.live_asr == "riva-streaming" else f"VAD + engine {engine}"
+        print(f"\n== {calls} concurrent real-time calls, {args.workers} worker process(es), live ASR: {how}, {args.chunk_ms} ms chunks, "
+              f"{len(lat)} sentences in {time.time() - t0:.0f} s; {load_start} at the start, {load_end} at the end")
+        if not lat:
+            print("no sentences stored; worker log tail:\n" + (run_dir / "worker0.log").read_text(errors="replace")[-2000:])
+            return
+        print(f"sentence end -> stored row: p50 {percentile(lat, 0.5):.0f} ms, p95 {percentile(lat, 0.95):.0f} ms, "
+              f"max {max(lat):.0f} ms")
+        print(f"(includes the endpointer's {settings.pipeline.live_min_silence_ms} ms of silence that ends an utterance)")
+        # A backlog shows as latency growing over the run; a fixed cost as a flat line.
+        timed = sorted(((s.ended_at - t0), (s.stored_at - s.ended_at) * 1000) for i in ids for s in store.sentences(i) if s.ended_at)
+        thirds = [timed[k * len(timed) // 3:(k + 1) * len(timed) // 3] for k in range(3)]
+        print("p50 by sentence end time: " + ", ".join(
+            f"{part[0][0]:.0f}-{part[-1][0]:.0f} s: {percentile([x for _, x in part], 0.5):.0f} ms" for part in thirds if part))
+        # Where the time goes: a sentence waits for the rest of its utterance and the endpointer's
+        # silence (the utterance closes min_silence - pad after its padded end), then the pipeline.
+        utt_end = {(u.call_id, u.channel, u.idx): u.end for i in ids for u in store.utterances(i)}
+        started = {i: store.get_call(i).started_at for i in ids}
+        pipe, wait = [], []
+        for i in ids:
+            for s in store.sentences(i):
+                end = utt_end.get((i, s.channel, s.utterance_idx))
+                if s.ended_at and end is not None:
+                    closed = started[i] + end + (settings.pipeline.live_min_silence_ms - settings.pipeline.vad_speech_pad_ms) / 1000
+                    wait.append((closed - s.ended_at) * 1000)
+                    pipe.append((s.stored_at - closed) * 1000)
+        print(f"  of which: sentence end -> utterance closed p50 {percentile(wait, 0.5):.0f} ms, p95 {percentile(wait, 0.95):.0f} ms; "
+              f"utterance closed -> stored p50 {percentile(pipe, 0.5):.0f} ms, p95 {percentile(pipe, 0.95):.0f} ms")
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu_s = 0.0
+        for w in workers:
+            fields = Path(f"/proc/{w.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu_s += (int(fields[11]) + int(fields[12])) / ticks
+        audio_s = sum(store.get_call(i).duration_s or 0 for i in ids)
+        print(f"worker CPU {cpu_s:.0f} s for {audio_s:.0f} s of calls ({cpu_s / max(audio_s, 1e-9):.3f} CPU-s per call-s, model loading included)")
+        print(interim_stats(settings, ids))
+    finally:
+        for proc in (*workers, riva):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=8)
-    ap.add_argument("--engine", default="whisper")
+    ap.add_argument("--calls", type=int, nargs="+", default=[8], help="concurrent calls; several numbers: one run each")
+    ap.add_argument("--engine", nargs="+", default=[Settings().asr.engine],
+                    help="ASR engine(s); several: one run each, side by side (e.g. --engine moonshine whisper)")
     ap.add_argument("--chunk-ms", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=1, help="`callsense worker` processes (all stages each; calls split by partition)")
     ap.add_argument("--live-asr", choices=["vad", "riva-streaming"], default="vad",
                     help="how live calls are recognized (CALLSENSE_LIVE_ASR)")
     ap.add_argument("--riva-url", default=None, help="a running Riva server (default: start `callsense riva-serve` when needed)")
     ap.add_argument("--riva-serve-workers", type=int, default=None, help="riva-serve gRPC threads (default: 2 per call + 8)")
     ap.add_argument("--extra-env", nargs="*", default=[], help="KEY=VALUE for the worker (and riva-serve)")
     args = ap.parse_args()
-    needs_riva = args.engine == "riva" or args.live_asr == "riva-streaming"
     samples = sorted((REPO / "samples").glob("*.mp3"))
     with tempfile.TemporaryDirectory() as d:
         home = Path(d)
         kafka = LocalKafka(home=home / "kafka", port=free_port(), controller_port=free_port(), jars=fetch_jars(default_jar_cache()))
         kafka.start(timeout=120)
-        worker = riva = None
         try:
-            settings = Settings(data_dir=home / "data", kafka_bootstrap=kafka.bootstrap, kafka_partitions=4)
-            extra = dict(kv.split("=", 1) for kv in args.extra_env)
-            env = {**os.environ, "CALLSENSE_DATA_DIR": str(settings.data_dir), "CALLSENSE_KAFKA_BOOTSTRAP": kafka.bootstrap,
-                   "CALLSENSE_ASR_ENGINE": args.engine, "CALLSENSE_LIVE_ASR": args.live_asr, **extra}
-            if needs_riva:
-                if args.riva_url:
-                    env["CALLSENSE_RIVA_URL"] = args.riva_url
-                else:
-                    riva, env["CALLSENSE_RIVA_URL"] = start_riva_serve(home, {**os.environ, **extra},
-                                                                       args.riva_serve_workers or 2 * args.calls + 8)
-            ensure_topics(settings)
-            worker = subprocess.Popen([sys.executable, "-m", "callsense", "worker", "--stages", "all"], env=env,
-                                      stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT)
-            time.sleep(8)  # models load before the calls start
-            pub = KafkaPublisher(settings)
-            ids = [f"bench-live-{i}" for i in range(args.calls)]
-
-            def stream(i: int) -> None:
-                for chunk in live_chunks(samples[i % len(samples)], call_id=ids[i], chunk_ms=args.chunk_ms, agent_id=f"a{i}"):
-                    pub.publish([chunk])
-
-            threads = [threading.Thread(target=stream, args=(i,)) for i in range(args.calls)]
-            t0 = time.time()
-            for t in threads:
-                t.start()
-                time.sleep(0.37)  # calls do not all start on the same chunk boundary
-            for t in threads:
-                t.join()
-            pub.flush()
-            store = ResultStore(make_engine(settings.resolved_database_url))
-            deadline = time.time() + 120
-            while time.time() < deadline and not all((c := store.get_call(i)) and c.status == "done" for i in ids):
-                time.sleep(0.5)
-            lat = [(s.stored_at - s.ended_at) * 1000 for i in ids for s in store.sentences(i) if s.ended_at]
-            how = "Riva streaming (riva-serve)" if args.live_asr == "riva-streaming" and not args.riva_url else \
-                "Riva streaming" if args.live_asr == "riva-streaming" else f"VAD + engine {args.engine}"
-            print(f"{args.calls} concurrent real-time calls, live ASR: {how}, {args.chunk_ms} ms chunks, "
-                  f"{len(lat)} sentences in {time.time() - t0:.0f} s")
-            print(f"sentence end -> stored row: p50 {percentile(lat, 0.5):.0f} ms, p95 {percentile(lat, 0.95):.0f} ms, "
-                  f"max {max(lat):.0f} ms")
-            print(f"(includes the endpointer's {settings.pipeline.live_min_silence_ms} ms of silence that ends an utterance)")
-            # A backlog shows as latency growing over the run; a fixed cost as a flat line.
-            timed = sorted(((s.ended_at - t0), (s.stored_at - s.ended_at) * 1000) for i in ids for s in store.sentences(i) if s.ended_at)
-            thirds = [timed[k * len(timed) // 3:(k + 1) * len(timed) // 3] for k in range(3)]
-            print("p50 by sentence end time: " + ", ".join(
-                f"{part[0][0]:.0f}-{part[-1][0]:.0f} s: {percentile([x for _, x in part], 0.5):.0f} ms" for part in thirds if part))
+            for calls in args.calls:
+                for engine in args.engine:
+                    run(args, kafka, home, engine, calls, samples)
         finally:
-            for proc in (worker, riva):
-                if proc is not None:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(timeout=30)
             kafka.stop()
 
 

@@ -94,10 +94,10 @@ class RivaConnection:
         self.settings = settings
         self.url = settings.riva.url
         use_ssl = settings.riva.use_ssl or settings.riva.ssl_cert is not None
-        for name in ("riva_ssl_cert", "riva_ssl_client_cert", "riva_ssl_client_key"):
-            path = getattr(settings, name)
+        for field in ("ssl_cert", "ssl_client_cert", "ssl_client_key"):
+            path = getattr(settings.riva, field)
             if path is not None and not Path(path).is_file():
-                raise setup_error(f"{name.upper()} points to {path}, which is not a file (CALLSENSE_{name.upper()})")
+                raise setup_error(f"CALLSENSE_RIVA_{field.upper()} points to {path}, which is not a file")
         self.auth = riva.Auth(
             ssl_root_cert=settings.riva.ssl_cert, use_ssl=use_ssl, uri=settings.riva.url,
             metadata_args=grpc_metadata(settings, setup_error),

@@ -5,7 +5,7 @@ The store keeps no reference to a call's audio today, so it is found in this ord
 2. the `calls.audio_blob` column, where the pipeline sets it (recordings stored by claim-check);
 3. the claim-check of a recorded call: `callsense process`/`produce` name a call
    `<stem>-<first 10 hex of the file's sha256>` and store files over
-   Settings.inline_audio_max_bytes in the blob store under that sha256, so the blob whose
+   settings.pipeline.inline_audio_max_bytes in the blob store under that sha256, so the blob whose
    name starts with those 10 hex digits is the original file.
 Recordings that travelled inline (small files) and live calls have no copy to find.
 """

@@ -1,7 +1,7 @@
 """Who may sign in: bcrypt-hashed users from the database (`callsense dashboard add-user`)
 and from an optional YAML file (for users managed as configuration).
 
-The YAML file (Settings.dashboard_users_file, default DATA_DIR/dashboard-users.yaml)::
+The YAML file (settings.dashboard.users_file, CALLSENSE_DASHBOARD_USERS_FILE, default DATA_DIR/dashboard-users.yaml)::
 
     users:
       maria:

@@ -7,6 +7,9 @@ Roles (a user may hold several):
   (next to the team's average, which names no other agent).
 - ``reviewer``: reads any call (to judge a sentence in context) and records label reviews.
 
+Notes to the agent during a call (`add_note`, `notes`): only managers write them, on any
+call; a call's notes are read by managers and by that call's agent, by no one else.
+
 `labelled_sentences()` is the one reader without a user: the fine-tuning job's input.
 """
 
@@ -22,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from callsense.dashboard.analytics import LABELS, Streak, TalkStats, negative_streak, talk_stats
-from callsense.store.review import LabelledSentence, LabelReview, labelled_sentences  # noqa: F401  (labelled_sentences: the pages' import)
+from callsense.store.review import NOTE_MAX_CHARS, CallNote, LabelledSentence, LabelReview, labelled_sentences  # noqa: F401  (labelled_sentences: the pages' import)
 from callsense.nlp.characteristics import CallCharacteristics, Spoken, characteristics
 from callsense.store.schema import Call, CallCategory, Sentence, Utterance
 
@@ -277,6 +280,59 @@ class DashboardData:
 
     def streak(self, sentences: Iterable[Sentence]) -> Streak:
         return negative_streak(((s.speaker, s.start, s.sentiment) for s in sentences), self.negative_streak_n)
+
+    def my_live_calls(self) -> list[Call]:
+        """An agent's own calls in progress, newest first (empty for a user without an agent id)."""
+        if "agent" not in self.user.roles or not self.user.agent_id:
+            return []
+        return [c for c in self.live_calls() if c.agent_id == self.user.agent_id]
+
+    # ---- notes to the agent ------------------------------------------------------------
+
+    @property
+    def can_send_notes(self) -> bool:
+        return "manager" in self.user.roles
+
+    def may_read_notes(self, call: Call) -> bool:
+        """Managers, and the call's own agent."""
+        return self.user.may_see_agent(call.agent_id)
+
+    def add_note(self, call_id: str, text: str) -> CallNote:
+        """A manager's note to the call's agent, stored with the call. AccessDenied for anyone
+        else; ValueError for an empty note or one over NOTE_MAX_CHARS; LookupError for no call."""
+        if not self.can_send_notes:
+            raise AccessDenied(f"{self.user.username} may not send notes to agents (managers only)")
+        # Control characters other than line breaks and tabs would only hide text (and NUL is refused by PostgreSQL).
+        clean = "".join(c for c in str(text or "") if c in "\n\t" or c.isprintable()).strip()
+        if not clean:
+            raise ValueError("The note is empty.")
+        if len(clean) > NOTE_MAX_CHARS:
+            raise ValueError(f"A note is at most {NOTE_MAX_CHARS:,} characters; this one has {len(clean):,}. "
+                             "Shorten it and send it again.")
+        call = self.call(call_id)
+        if call is None:
+            raise LookupError(f"no call {call_id}")
+        row = CallNote(call_id=call_id, author=self.user.username, agent_id=call.agent_id, text=clean,
+                       created_at=self.clock())
+        with Session(self.engine) as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        return row
+
+    def notes(self, call_id: str, *, limit: int = 200) -> list[CallNote]:
+        """The call's notes, newest first. AccessDenied unless a manager or the call's agent."""
+        call = self.call(call_id)
+        if call is None:
+            return []
+        if not self.may_read_notes(call):
+            raise AccessDenied(f"{self.user.username} may not read the notes of call {call_id}")
+        # The scope is in the query too: the note's call must be one this user may read.
+        scope = true() if "manager" in self.user.roles else Call.agent_id == self.user.agent_id
+        q = (select(CallNote).join(Call, Call.id == CallNote.call_id).where(CallNote.call_id == call_id, scope)
+             .order_by(CallNote.created_at.desc(), CallNote.id.desc()).limit(limit))
+        with Session(self.engine) as s:
+            return list(s.exec(q).scalars())
 
     # ---- agents ----------------------------------------------------------------------
 

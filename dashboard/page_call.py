@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from callsense.dashboard import audio, characteristics_ui, ui
+from callsense.dashboard import audio, characteristics_ui, live_guidance, ui
 from callsense.dashboard.analytics import LABELS
 from callsense.dashboard.data import AccessDenied, SentenceKey
 from callsense.dashboard.registry import PageContext, page
@@ -77,6 +77,7 @@ def render_call(ctx: PageContext, call: Call) -> None:
         st.warning(f"{streak.longest} negative customer sentences in a row (from {ui.clock(streak.first_flag_at)}).",
                    icon=":material/flag:")
     characteristics_ui.render_categories(ctx.data.categories(call.id))
+    live_guidance.render_call_notes(ctx, call)
 
     cols = st.columns(6)
     cols[0].metric("Duration", ui.clock(stats.duration_s))

@@ -2,7 +2,7 @@
 
 Two fragments refresh on their own: the board (which calls are live, their flags) every
 second, and each followed call's transcript and chart every
-Settings.dashboard_refresh_s, so a new sentence shows within about that long and nothing
+settings.dashboard.refresh_s, so a new sentence shows within about that long and nothing
 else on the page is redrawn.
 """
 
@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from callsense.dashboard import characteristics_ui, interim_ui, ui
+from callsense.dashboard import characteristics_ui, interim_ui, live_guidance, ui
 from callsense.dashboard.data import LiveCallView
 from callsense.dashboard.registry import PageContext, page
 from callsense.store.schema import Call
@@ -26,8 +26,13 @@ SHOWN_SENTENCES = 10
 @page("live", title="Live", icon=":material/graphic_eq:", order=10, roles=("manager", "agent"),
       home_for=("manager", "agent"))
 def live_page(ctx: PageContext) -> None:
-    st.title("Live calls")
     refresh = ctx.settings.dashboard.refresh_s
+    if live_guidance.shows_my_live_call(ctx.user):  # an agent: their own call, and their managers' notes
+        st.title("My live call")
+        st.caption(f"Updates by itself every {refresh:g} s: what is said, its sentiment, alerts, and notes from your managers.")
+        st.fragment(live_guidance.my_live_call, run_every=refresh)(ctx)
+        return
+    st.title("Live calls")
     st.caption(f"Updates by itself every {refresh:g} s. A call is flagged after "
                f"{ctx.settings.dashboard.negative_streak} negative customer sentences in a row.")
     st.fragment(live_board, run_every=max(1.0, 2 * refresh))(ctx)
@@ -145,3 +150,5 @@ def live_call_panel(ctx: PageContext, call_id: str) -> None:
                 st.html(interim)
         with right:
             ui.render_sentiment_over_time(sentences, height=130)
+        if not ended:
+            live_guidance.note_box(ctx, call)

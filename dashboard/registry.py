@@ -9,7 +9,7 @@ A page is a function taking a `PageContext`, decorated with `page(...)`::
         ...
 
 The app imports every `callsense.dashboard.page_*` module, then each module named in
-Settings.dashboard_page_modules (default: `callsense.dialog.dashboard_page`), skipping
+settings.dashboard.page_modules (default: `callsense.dialog.dashboard_page`), skipping
 those not installed. `roles` limits who sees the page in the navigation; the data layer
 still checks every read.
 """

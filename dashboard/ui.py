@@ -45,6 +45,8 @@ TRANSCRIPT_CSS = """
 # Characters that start Markdown constructs (links, images, emphasis, code, HTML, headings,
 # tables, maths, Streamlit's :directives:); "-", "+" and "1." only at the start of a line.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$:])")
+ZWSP = "\u200b"
+_AUTOLINK = re.compile(r"(?i)(?<=\w):/|www\.|\w@")
 _LINE_START = re.compile(r"^(\s*)([-+]|\d+[.)])")
 
 
@@ -52,6 +54,9 @@ def plain(text: str | None) -> str:
     """Text from a user, a file name or a transcript, escaped for Streamlit's Markdown
     (titles, captions, button labels): shown as typed, never as a link, image or directive."""
     folded = " ".join(str(text or "").split())
+    # GFM turns bare URLs and e-mail addresses into links even when escaped: an invisible
+    # zero-width space keeps them text.
+    folded = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + ZWSP + m.group(0)[-1], folded)
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", folded)
     return _LINE_START.sub(lambda m: m.group(1) + "".join("\\" + c if not c.isdigit() else c for c in m.group(2)), escaped)
 

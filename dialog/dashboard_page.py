@@ -9,7 +9,7 @@ one's turns stay in the archive, like every turn, voice ones with their ASR conf
 SVG when Graphviz's `dot` is installed, else the DOT drawn in the browser, and the Mermaid
 and DOT sources to copy.
 The engines follow the settings: CALLSENSE_ASR_ENGINE / CALLSENSE_TTS_ENGINE = riva and
-CALLSENSE_RIVA_URL talk to a Riva server instead of the embedded Whisper and espeak-ng.
+CALLSENSE_RIVA_URL talk to a Riva server instead of the embedded Moonshine (or Whisper) and espeak-ng.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The assistant's voice channel: recorded speech in, spoken reply out.
 
-`VoiceAssistant` composes the configured ASR engine (`CALLSENSE_ASR_ENGINE`: `whisper`
-embedded, `riva` against a Riva server, ...), the `Assistant` and the configured TTS engine
+`VoiceAssistant` composes the configured ASR engine (`CALLSENSE_ASR_ENGINE`: `moonshine`
+embedded by default (end of speech -> first reply audio p95 ~150 ms, docs/benchmarks.md),
+`whisper` embedded, `riva` against a Riva server, ...), the `Assistant` and the configured TTS engine
 (`CALLSENSE_TTS_ENGINE`: `espeak` embedded, `riva`)::
 
     voice = VoiceAssistant(settings)
@@ -165,7 +166,7 @@ def decode_speech(audio: AudioIn, decoder: str = "pyav") -> np.ndarray:
 
 class VoiceAssistant:
     """The `Assistant` with ears and a voice. Engines load on first use (a text-only caller
-    never loads Whisper); thread-safe like the Assistant."""
+    never loads a speech model); thread-safe like the Assistant."""
 
     def __init__(self, settings: Settings | None = None, *, assistant: Assistant | None = None, asr=None, tts=None,
                  **assistant_options):
@@ -199,7 +200,8 @@ class VoiceAssistant:
         from callsense.asr.tts.base import TtsUnavailable, create_tts_engine
         from callsense.core.registry import UnknownBackend
 
-        name = getattr(self.settings, setting)
+        # `setting` is the flat (environment) name: asr_engine or tts_engine, both in the asr section.
+        name = self.settings.asr.engine if setting == "asr_engine" else self.settings.asr.tts_engine
         create = create_asr_engine if setting == "asr_engine" else create_tts_engine
         try:
             return create(self.settings)

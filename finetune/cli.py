@@ -290,7 +290,7 @@ def _train_options(settings, *, epochs, batch_size, lr, seed, max_steps, device,
                    weight_decay=0.01, select_epoch="best", checkpoint_every=100) -> dict:
     return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "warmup_ratio": warmup_ratio,
             "weight_decay": weight_decay, "seed": seed, "select_epoch": select_epoch, "max_steps": max_steps,
-            "checkpoint_every": checkpoint_every, "device": device or settings.finetune_device,
+            "checkpoint_every": checkpoint_every, "device": device or settings.finetune.device,
             "threads": threads or settings.cpu_threads}
 
 
@@ -458,6 +458,23 @@ def finetune_asr(
     _print_run(run)
 
 
+@finetune_app.command("asr-init")
+@friendly
+def finetune_asr_init(
+    out: Path = typer.Option(..., help="Where to write the .nemo checkpoint (e.g. model.nemo)."),
+    seed: int = typer.Option(0, help="Seeds the initial weights."),
+):
+    """Write a first .nemo checkpoint for `finetune asr --model`: a tiny character CTC model (untrained; the `nemo` extra)."""
+    from callsense.finetune.jobs.asr import build_tiny_ctc
+
+    if out.suffix != ".nemo":
+        _fail(f"{out}: the checkpoint's name must end in .nemo")
+    with console.status("building a tiny character CTC model ..."):
+        path = build_tiny_ctc(out.expanduser().resolve(), seed=seed)
+    console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB): an untrained character CTC model; fine-tune it with "
+                  f"`callsense finetune asr --dataset REF --model {path}`")
+
+
 # --------------------------------------------------------------------------------- eval
 
 
@@ -480,17 +497,58 @@ def _rows_from(ws, ref: str, kind: str, reader) -> tuple[list[dict], str]:
         from callsense.finetune.workspace import FinetuneError
 
         raise FinetuneError(f"{v.id} is a {v.kind} dataset; this needs {kind}")
-    return v.rows(split or "test"), f"{v.id}:{split or 'test'}"
+    split = split or "test"
+    rows = v.rows(split)
+    if not rows:
+        from callsense.finetune.promotion import split_error
+        from callsense.finetune.workspace import FinetuneError
+
+        raise FinetuneError(split_error(v, split))
+    return rows, f"{v.id}:{split}"
 
 
-def _registry_dir(ws, name: str, version: Optional[int], explicit: bool = True) -> Path | None:
+def _registry_record(ws, kind: str, version: Optional[int], name: Optional[str] = None):
     from callsense.finetune.registry import ModelRegistry
 
+    return ModelRegistry(ws).resolve(kind, name, version)
+
+
+def _registry_dir(ws, kind: str, version: Optional[int], explicit: bool = True, name: Optional[str] = None) -> Path | None:
+    """The folder of registry model `name` (default: the kind's name) `version` (default: the serving one)."""
     if not explicit:
         return None
-    reg = ModelRegistry(ws)
-    rec = reg.get(name, version) if version is not None else reg.serving(name)
+    rec = _registry_record(ws, kind, version, name)
     return rec.artifact_dir if rec else None
+
+
+def _warn_lineage(ws, kind: str, folder: Optional[Path], version: Optional[int], name: Optional[str], data: str, rows: list) -> None:
+    """`eval` says when the scored model was trained or tuned on the evaluation rows (as the gate does)."""
+    from callsense.finetune.datasets import DatasetStore
+    from callsense.finetune.promotion import CLEAN_HOLDOUT_HINT, describe_overlap, is_training_overlap, lineage_overlap
+    from callsense.finetune.registry import ModelRecord
+    from callsense.finetune.workspace import FinetuneError
+
+    store = DatasetStore(ws)
+    rec = _registry_record(ws, kind, version, name) if folder is None else None
+    if rec is None:
+        from callsense.finetune.registry import builtin_model
+
+        found = builtin_model(kind)
+        folder = folder or (found[0] if found else None)
+        if folder is None:
+            return
+        fmt = {"sentiment": "onnx-sentiment", "intent-slot": "onnx-intent-slot"}.get(kind, "nemo")
+        rec = ModelRecord(kind, 0, "", fmt, Path(folder), "", "", "", {}, "", "", 0.0, None)
+    holdout = None
+    if not Path(data).exists():
+        try:
+            holdout = store.get(data.partition(":")[0])
+        except FinetuneError:
+            holdout = None
+    for o in lineage_overlap(rec, holdout, rows, store):
+        err.print(f"[yellow]warning:[/] {describe_overlap('the model', o)}: its figures here are optimistic", highlight=False)
+        if is_training_overlap(o):
+            err.print(f"[yellow]hint:[/] {CLEAN_HOLDOUT_HINT}", highlight=False)
 
 
 @eval_app.command("sentiment")
@@ -499,6 +557,7 @@ def eval_sentiment(
     data: str = typer.Argument(..., help="A CSV laid out like MELD (Utterance, Sentiment, ...) or DATASET[:SPLIT]."),
     model_dir: Optional[Path] = typer.Option(None, help="Model folder (default: the registry's serving sentiment model)."),
     version: Optional[int] = typer.Option(None, help="Registry version to score instead of the serving one."),
+    name: Optional[str] = typer.Option(None, "--name", help="Registry model name (default: the kind's own; see `callsense models list`)."),
     context: bool = typer.Option(True, help="Give context models the previous utterances."),
     report: Optional[Path] = typer.Option(None, help="Report folder (default: <finetune_dir>/reports/<time>-sentiment)."),
     database_url: Optional[str] = DB_OPTION,
@@ -510,7 +569,10 @@ def eval_sentiment(
 
     ws = _workspace(database_url)
     rows, label = _rows_from(ws, data, "sentiment", read_sentiment_csv)
-    folder = model_dir or _registry_dir(ws, "sentiment", version)
+    if not rows:
+        _fail(f"{data}: no labelled rows")
+    folder = model_dir or _registry_dir(ws, "sentiment", version, name=name)
+    _warn_lineage(ws, "sentiment", model_dir, version, name, data, rows)
     with _progress() as p:
         result = evaluate_sentiment_rows(folder, rows, ws.settings, BootstrapOptions.from_settings(ws.settings),
                                          context_turns=None if context else 0, progress=RichProgress(p))
@@ -566,7 +628,12 @@ def eval_asr(
         result = evaluate_asr_rows(rows, systems, cache, BootstrapOptions.from_settings(ws.settings), RichProgress(p))
     for s in result["systems"].values():
         s.pop("hypotheses", None)
-    result.update(data=label, command="callsense eval asr " + data, bootstrap=BootstrapOptions.from_settings(ws.settings).__dict__)
+    import shlex
+
+    argv = ["callsense", "eval", "asr", data] + [a for e in engine for a in ("-e", e)] + [a for w in boost for a in ("--boost", w)]
+    argv += ["--boost-file", str(boost_file)] if boost_file else []
+    result.update(data=label, command=" ".join(shlex.quote(a) for a in argv), engines=list(engine), boosted_words=words,
+                  bootstrap=BootstrapOptions.from_settings(ws.settings).__dict__)
     console.print(f"{result['n']} clips, {result['audio_s']} s of audio; decoded-audio cache: {cache.stats.line()}")
     t = Table("system", "model", "words", "WER (95 % interval)", "subs", "dels", "ins", "RTF")
     for name, s in result["systems"].items():
@@ -584,6 +651,7 @@ def eval_intent(
     prefix: str = typer.Option("test", help="Split prefix in a NeMo folder (test.tsv + test_slots.tsv)."),
     model_dir: Optional[Path] = typer.Option(None, help="Model folder (default: the registry's serving intent-slot model)."),
     version: Optional[int] = typer.Option(None, help="Registry version to score instead of the serving one."),
+    name: Optional[str] = typer.Option(None, "--name", help="Registry model name (default: the kind's own; see `callsense models list`)."),
     report: Optional[Path] = typer.Option(None, help="Report folder."),
     database_url: Optional[str] = DB_OPTION,
 ):
@@ -594,7 +662,7 @@ def eval_intent(
 
     ws = _workspace(database_url)
     rows, label = _rows_from(ws, data, "intent-slot", lambda p: read_intent_folder(p, prefix))
-    folder = model_dir or _registry_dir(ws, "intent-slot", version)
+    folder = model_dir or _registry_dir(ws, "intent-slot", version, name=name)
     with _progress() as p:
         result = evaluate_intent_rows(folder, rows, ws.settings, BootstrapOptions.from_settings(ws.settings), RichProgress(p))
     result.update(data=label, command="callsense eval intent " + data, bootstrap=BootstrapOptions.from_settings(ws.settings).__dict__)
@@ -615,6 +683,8 @@ def eval_pipeline(
     engine: Optional[str] = typer.Option(None, help="ASR system (whisper, nemo:PATH.nemo, ...); default whisper, for calls the configured one."),
     model_dir: Optional[Path] = typer.Option(None, help="Sentiment model folder (default: the serving one)."),
     version: Optional[int] = typer.Option(None, help="Sentiment registry version instead of the serving one."),
+    name: Optional[str] = typer.Option(None, "--name", help="Registry model name (default: the kind's own; see `callsense models list`)."),
+
     report: Optional[Path] = typer.Option(None, help="Report folder."),
     database_url: Optional[str] = DB_OPTION,
 ):
@@ -628,14 +698,15 @@ def eval_pipeline(
     from callsense.finetune.call_eval import is_call_input
 
     if is_call_input(data):
-        return _eval_pipeline_calls(ws, data, engine, model_dir or _registry_dir(ws, "sentiment", version, explicit=model_dir is None
-                                                                                 and (version is not None or _serving_backend(ws))),
+        return _eval_pipeline_calls(ws, data, engine, model_dir or _registry_dir(ws, "sentiment", version, name=name, explicit=model_dir is None
+                                                                                 and (version is not None or name is not None
+                                                                                      or _serving_backend(ws))),
                                     report)
     engine = engine or "whisper"
     rows, label = _rows_from(ws, data, "asr", read_asr_manifest)
     with console.status("loading models ..."):
         system = asr_system(engine, ws.settings)
-        predictor = SentimentPredictor(model_dir or _registry_dir(ws, "sentiment", version), ws.settings)
+        predictor = SentimentPredictor(model_dir or _registry_dir(ws, "sentiment", version, name=name), ws.settings)
     opts = BootstrapOptions.from_settings(ws.settings)
     with _progress() as p:
         result = evaluate_pipeline_rows(rows, system, predictor, AudioCache(ws.audio_cache_dir, ws.settings.pipeline.decoder), opts,
@@ -723,8 +794,10 @@ FORMATS = {"sentiment": "onnx-sentiment", "intent-slot": "onnx-intent-slot", "as
 @models_app.command("register")
 @friendly
 def models_register(
-    name: str = typer.Argument(..., help="sentiment, intent-slot or asr."),
-    folder: Path = typer.Argument(..., help="The model folder (e.g. a run's model/ folder or a build script's output)."),
+    name: str = typer.Argument(..., help="Registry name: sentiment, intent-slot, asr, or another name with --kind."),
+    folder: Path = typer.Argument(..., help="The model folder (e.g. a run's model/ folder or a build script's output): "
+                                  "a manifest.json whose sha256 matches its model file."),
+    kind: Optional[str] = typer.Option(None, help="sentiment, intent-slot or asr (needed for a name other than those)."),
     dataset: str = typer.Option("", help="Dataset version it was trained on (lets the gate refuse a holdout it has seen)."),
     notes: str = typer.Option("", help="A note kept with the version."),
     database_url: Optional[str] = DB_OPTION,
@@ -732,9 +805,13 @@ def models_register(
     """Register a model folder as a new candidate version (copied into the registry)."""
     from callsense.finetune.registry import ModelRegistry
 
-    if name not in FORMATS:
-        _fail(f"model name must be one of {', '.join(FORMATS)}")
-    rec = ModelRegistry(_workspace(database_url)).register(name, folder, format=FORMATS[name], dataset_version=dataset,
+    kind = kind or (name if name in FORMATS else None)
+    if kind not in FORMATS:
+        _fail(f"give --kind ({', '.join(FORMATS)}) for a model name other than {', '.join(FORMATS)}")
+    from callsense.finetune.registry import check_model_folder
+
+    check_model_folder(folder, FORMATS[kind])
+    rec = ModelRegistry(_workspace(database_url)).register(name, folder, format=FORMATS[kind], dataset_version=dataset,
                                                            notes=notes or f"registered from {folder}")
     console.print(f"registered {rec.label} (candidate) at {rec.artifact_dir}")
 

@@ -209,7 +209,7 @@ class IntentSlotPredictor:
     def __init__(self, folder: Path | None, settings: Settings):
         from callsense.nlp.intent_slot.model import DEFAULT_MODEL_DIR, JointIntentSlotModel
 
-        self.folder = Path(folder or getattr(settings, "nlu_model_dir", None) or DEFAULT_MODEL_DIR)
+        self.folder = Path(folder or settings.dialog.nlu_model_dir or DEFAULT_MODEL_DIR)
         self.model = JointIntentSlotModel(self.folder, threads=settings.cpu_threads)
 
     @property

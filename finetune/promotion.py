@@ -15,8 +15,10 @@ candidate's training data.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -51,6 +53,24 @@ class GateDecision:
         return asdict(self)
 
 
+# A holdout of which at least this share of the texts of LONG_TEXT_WORDS words or more is in
+# the serving model's training data is refused. (Short lines - "What?", "Okay." - recur in any
+# conversation data: they only make a note.)
+SERVING_REFUSE_SHARE = 0.2
+LONG_TEXT_WORDS = 4
+
+
+def is_training_overlap(o: dict) -> bool:
+    return o["role"] == "trained" and o["long_overlap"] > 0 and o["long_overlap"] >= SERVING_REFUSE_SHARE * o["long_n"]
+
+
+def split_error(ds: DatasetVersion, split: str) -> str:
+    counts = ds.counts()
+    have = ", ".join(f"{s} ({n} rows)" for s, n in counts.items() if n) or "none"
+    what = "has no rows in split" if split in counts else "has no split"
+    return f"dataset {ds.id} {what} '{split}'; splits with rows: {have}"
+
+
 def parse_holdout(ref: str | None, candidate: ModelRecord, store: DatasetStore) -> tuple[DatasetVersion, str]:
     """`DATASET[:SPLIT]` (default split test); default dataset: the candidate's own version."""
     if ref:
@@ -78,6 +98,107 @@ def honesty_check(candidate: ModelRecord, holdout: DatasetVersion, split: str, r
             if overlap:
                 problems.append(f"{overlap} of {len(rows)} holdout texts are in {candidate.label}'s training data ({trained.id})")
     return problems
+
+
+CLEAN_HOLDOUT_HINT = ("build a clean holdout from rows neither model was trained or tuned on, e.g. reviews made after the "
+                      "serving model was trained: `callsense data build KIND --source review@test --name holdout`, or a file "
+                      "it never saw: `--source meld:NEW.csv@test`; then `--holdout holdout:test`")
+
+
+def _file_keys(path: Path, kind: str) -> set[str] | None:
+    try:
+        if kind == "sentiment":
+            from callsense.finetune.sources import SourceSpec, read_meld
+
+            return {text_key(r) for r in read_meld(SourceSpec(str(path), "meld", Path(path).resolve(), None)).rows}
+    except Exception:  # noqa: BLE001 - an unreadable file: no texts to compare
+        return None
+    return None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_lineage(model: ModelRecord, store: DatasetStore, holdout: DatasetVersion | None = None) -> list[dict]:
+    """What a model was trained or tuned on, as far as its records say: its registry dataset
+    version (train, dev), the dataset version its manifest names, and for a shipped model the
+    files its manifest's `training_data` names by sha256 (found by that hash among the paths
+    of its rebuild command and the holdout's source files). One entry per source:
+    {role: trained|tuned, what, keys (normalised texts) or None, sha256}."""
+    out: list[dict] = []
+    manifest = {}
+    try:
+        manifest = json.loads((Path(model.artifact_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    versions = [model.dataset_version, (manifest.get("training") or {}).get("dataset_version"), manifest.get("dataset_version")]
+    for ref in dict.fromkeys(v for v in versions if v):
+        try:
+            ds = store.get(ref)
+        except FinetuneError:
+            continue
+        out.append({"role": "trained", "what": f"dataset {ds.id}:train", "keys": {text_key(r) for r in ds.rows("train")}, "sha256": None})
+        out.append({"role": "tuned", "what": f"dataset {ds.id}:dev", "keys": {text_key(r) for r in ds.rows("dev")}, "sha256": None})
+    td = manifest.get("training_data") or {}
+    if td:
+        import shlex
+
+        paths = []
+        try:
+            args = shlex.split(manifest.get("rebuild_command") or "")
+        except ValueError:
+            args = []
+        paths += [Path(a) for a in args if a.endswith((".csv", ".tsv", ".jsonl"))]
+        if holdout is not None:
+            for src in holdout.manifest.get("sources", []):
+                paths += [Path(p) for p in (src.get("files") or {})]
+        by_sha: dict[str, Path] = {}
+        for p in dict.fromkeys(paths):
+            if p.is_file():
+                by_sha.setdefault(_sha256(p), p)
+        for role, file_key, sha_key in (("trained", "train_file", "train_sha256"), ("tuned", "dev_file", "dev_sha256")):
+            sha = td.get(sha_key)
+            if not sha:
+                continue
+            found = by_sha.get(sha)
+            out.append({"role": role, "what": f"{td.get(file_key) or 'its training file'} (sha256 {sha[:12]})",
+                        "keys": _file_keys(found, model.kind) if found else None, "sha256": sha})
+    return out
+
+
+def lineage_overlap(model: ModelRecord, holdout: DatasetVersion | None, rows: list[dict], store: DatasetStore) -> list[dict]:
+    """For each source of the model's lineage that shares rows with `rows`: {role, what,
+    overlap, n, examples}. Rows from a source file whose sha256 is a training file's count
+    whole."""
+    keys = [text_key(r) for r in rows]
+    holdout_shas = {}
+    if holdout is not None:
+        for src in holdout.manifest.get("sources", []):
+            for path, sha in (src.get("files") or {}).items():
+                holdout_shas[sha] = path
+    found = []
+    for src in model_lineage(model, store, holdout):
+        if src["keys"] is not None:
+            hits = [k for k in keys if k in src["keys"]]
+        elif src["sha256"] and src["sha256"] in holdout_shas:
+            hits = list(keys)
+        else:
+            continue
+        if hits:
+            long_keys = [k for k in keys if len(k.split()) >= LONG_TEXT_WORDS]
+            long_hits = [k for k in hits if len(k.split()) >= LONG_TEXT_WORDS]
+            found.append({"role": src["role"], "what": src["what"], "overlap": len(hits), "n": len(rows),
+                          "long_overlap": len(long_hits), "long_n": len(long_keys),
+                          "examples": list(dict.fromkeys(long_hits + hits))[:5]})
+    return found
+
+
+def describe_overlap(label: str, o: dict) -> str:
+    ex = "; ".join(f"'{e[:50]}'" for e in o["examples"][:3])
+    return f"{o['overlap']} of {o['n']} holdout texts are in what {label} was {o['role']} on ({o['what']}), e.g. {ex}"
 
 
 def _sentiment_scores(model: ModelRecord, rows, settings, progress):
@@ -148,11 +269,13 @@ def run_gate(ws: Workspace, name: str, version: int, *, holdout: str | None = No
     min_delta = ws.settings.finetune.promotion_min_delta
     decision = GateDecision(name=name, candidate=candidate.version, serving=serving.version if serving else None,
                             promoted=False, reason="", metric=METRIC_OF.get(name, "?"), min_delta=min_delta)
+    kind = candidate.kind
+    decision.metric = METRIC_OF.get(kind, "?")
     if serving and serving.version == candidate.version:
         decision.reason = f"{candidate.label} already serves"
         return decision
-    if name not in METRIC_OF:
-        raise FinetuneError(f"no promotion metric for model name '{name}' (known: {', '.join(METRIC_OF)})")
+    if kind not in METRIC_OF:
+        raise FinetuneError(f"no promotion metric for {candidate.label} (format {candidate.format}; known kinds: {', '.join(METRIC_OF)})")
     if serving is None or force:
         decision.promoted = True
         decision.reason = "forced (no comparison)" if force else f"nothing serves {name} yet"
@@ -160,42 +283,46 @@ def run_gate(ws: Workspace, name: str, version: int, *, holdout: str | None = No
         return decision
     store = DatasetStore(ws)
     ds, split = parse_holdout(holdout, candidate, store)
-    if ds.kind != KIND_OF[name]:
-        raise FinetuneError(f"holdout {ds.id} is a {ds.kind} dataset; {name} models need a {KIND_OF[name]} dataset")
+    if ds.kind != KIND_OF[kind]:
+        raise FinetuneError(f"holdout {ds.id} is a {ds.kind} dataset; {name} models need a {KIND_OF[kind]} dataset")
     rows = ds.rows(split)
     decision.holdout, decision.n = f"{ds.id}:{split}", len(rows)
     if not rows:
-        raise FinetuneError(f"holdout {ds.id}:{split} has no rows")
+        raise FinetuneError(split_error(ds, split))
     problems = honesty_check(candidate, ds, split, rows, store)
+    # The serving model's lineage too: a holdout it was trained on makes the comparison
+    # meaningless (refused); one it was tuned on, or sharing a few texts, favours it (a note).
+    serving_overlap = lineage_overlap(serving, ds, rows, store) if kind == "sentiment" or serving.dataset_version else []
+    for o in serving_overlap:
+        if is_training_overlap(o):
+            problems.append(describe_overlap(f"the serving {serving.label}", o))
+        else:
+            decision.notes.append(describe_overlap(f"the serving {serving.label}", o) + ": the comparison favours it")
     if problems:
-        decision.reason = "refused: " + "; ".join(problems)
+        decision.reason = "refused: " + "; ".join(problems) + "; " + CLEAN_HOLDOUT_HINT
         registry.record_refusal(name, candidate.version, decision.as_dict(), by)
         return decision
-    if serving.dataset_version == ds.id and split in ("train", "dev"):
-        decision.notes.append(f"the serving model was trained on {ds.id}:{split}: the comparison favours it")
-    if name == "sentiment" and serving.format == "onnx-sentiment" and "shipped default" in serving.notes:
-        decision.notes.append("the shipped model chose its epoch on MELD dev; a MELD-dev holdout slightly favours it")
 
-    if name == "sentiment":
+    if kind == "sentiment":
         from callsense.finetune.evaluate import SENTIMENT_LABELS
 
         truth = encode_labels([r["label"] for r in rows], SENTIMENT_LABELS)
         values = {"candidate": _sentiment_scores(candidate, rows, ws.settings, progress),
                   "serving": _sentiment_scores(serving, rows, ws.settings, progress)}
-    elif name == "intent-slot":
+    elif kind == "intent-slot":
         truth = None
         values = {"candidate": _intent_scores(candidate, rows, ws.settings, progress),
                   "serving": _intent_scores(serving, rows, ws.settings, progress)}
     else:
         truth = None
         values = {"candidate": _asr_errors(candidate, rows, ws, progress), "serving": _asr_errors(serving, rows, ws, progress)}
-    stat = _statistic(name, truth)
+    stat = _statistic(kind, truth)
     n = len(rows)
     # The same seed gives the three intervals the same resamples: the difference is paired.
     cand = bootstrap(lambda ix: stat(ix, values["candidate"]), n, opts, vectorized=True)
     serv = bootstrap(lambda ix: stat(ix, values["serving"]), n, opts, vectorized=True)
     delta = bootstrap(lambda ix: stat(ix, values["candidate"]) - stat(ix, values["serving"]), n, opts, vectorized=True)
-    sign = -1.0 if name == "asr" else 1.0  # report WER as WER
+    sign = -1.0 if kind == "asr" else 1.0  # report WER as WER
 
     def shown(i: Interval) -> dict:
         lo, hi = sorted((sign * i.low, sign * i.high))

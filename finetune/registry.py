@@ -23,6 +23,43 @@ from callsense.finetune.workspace import FinetuneError, Workspace, current_user
 from callsense.store.registry_tables import ModelEvent, ModelVersion
 
 MODEL_NAMES = ("sentiment", "intent-slot", "asr")
+# What a version is, whatever name it was registered under (`finetune intent-slot --name snips-nlu`).
+KIND_OF_FORMAT = {"onnx-sentiment": "sentiment", "onnx-intent-slot": "intent-slot", "nemo": "asr", "whisper": "asr"}
+DEFAULT_MODEL_FILE = {"onnx-sentiment": "model.onnx", "onnx-intent-slot": "model.onnx", "nemo": "model.nemo"}
+
+
+def check_model_folder(folder: Path, format: str, *, require_sha256: bool = True) -> dict:
+    """The folder's manifest.json, after checking that it names a model file that exists and
+    whose sha256 matches the manifest's (`sha256` or `model_sha256`). Raises FinetuneError
+    with what is wrong: a folder that is not a model must never be registered (and served)."""
+    import hashlib
+
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise FinetuneError(f"{folder} has no manifest.json: not a model folder (export one with `callsense finetune ...`)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FinetuneError(f"{manifest_path} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise FinetuneError(f"{manifest_path} is not a JSON object")
+    model_file = manifest.get("model_file") or DEFAULT_MODEL_FILE.get(format)
+    if not model_file or not (folder / model_file).is_file():
+        raise FinetuneError(f"{folder}: the model file its manifest names ({model_file or 'none'}) is missing")
+    expected = manifest.get("sha256") or manifest.get("model_sha256")
+    if not expected:
+        if require_sha256:
+            raise FinetuneError(f"{manifest_path} has no sha256 of {model_file}: cannot check the model file")
+        return manifest
+    h = hashlib.sha256()
+    with open(folder / model_file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise FinetuneError(f"{folder / model_file}: sha256 {h.hexdigest()[:16]}... differs from its manifest's "
+                            f"({str(expected)[:16]}...): the file was changed or the manifest belongs to another model")
+    return manifest
 
 
 def builtin_model(name: str) -> tuple[Path, str, str] | None:
@@ -74,6 +111,11 @@ class ModelRecord:
     def label(self) -> str:
         return f"{self.name} v{self.version}"
 
+    @property
+    def kind(self) -> str:
+        """sentiment, intent-slot or asr, from the format (the name may be anything)."""
+        return KIND_OF_FORMAT.get(self.format, self.name)
+
 
 class ModelRegistry:
     def __init__(self, ws: Workspace):
@@ -102,6 +144,34 @@ class ModelRegistry:
                 known = [r.version for r in self.versions(name)]
                 raise FinetuneError(f"no model {name} v{version}; versions: {', '.join(map(str, known)) or 'none'}")
             return ModelRecord.of(m)
+
+    def names(self, kind: str | None = None) -> list[str]:
+        """Model names in the registry (of one kind: sentiment, intent-slot, asr)."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(ModelVersion.name, ModelVersion.format).distinct()).all()
+        return sorted({n for n, f in rows if kind is None or KIND_OF_FORMAT.get(f, n) == kind})
+
+    def resolve(self, kind: str, name: str | None, version: int | None) -> ModelRecord | None:
+        """The version to score for a `--name/--version` pair: the given name (it must hold a
+        model of `kind`), else the kind's default name; a bare `--version N` that exists under
+        several names of that kind is refused as ambiguous. None: nothing serves the name."""
+        if name:
+            if name not in self.names() and name not in MODEL_NAMES:
+                raise FinetuneError(f"no model named '{name}'; names: {', '.join(self.names()) or 'none'}")
+            recs = self.versions(name)
+            if recs and recs[0].kind != kind:
+                raise FinetuneError(f"'{name}' holds {recs[0].kind} models, not {kind}")
+            return self.get(name, version) if version is not None else self.serving(name)
+        if version is None:
+            return self.serving(kind)
+        self.ensure_builtin(kind)
+        holders = [n for n in self.names(kind) if any(r.version == version for r in self.versions(n))]
+        if len(holders) > 1:
+            raise FinetuneError(f"{kind} version {version} is ambiguous: it exists under the names {', '.join(holders)}; "
+                                f"say which with --name ({' or '.join('--name ' + h for h in holders)})")
+        if holders and holders[0] != kind:
+            return self.get(holders[0], version)
+        return self.get(kind, version)
 
     def serving(self, name: str) -> ModelRecord | None:
         self.ensure_builtin(name)
@@ -142,6 +212,9 @@ class ModelRegistry:
         artifact_dir = Path(artifact_dir)
         if not artifact_dir.is_dir():
             raise FinetuneError(f"no model folder at {artifact_dir}")
+        # A manifest whose sha256 matches the model file (the ONNX exports always have one; the
+        # NeMo job's manifest names its file but has no sha256 yet).
+        check_model_folder(artifact_dir, format, require_sha256=format != "nemo")
         self.ensure_builtin(name)
         return self._add(name, artifact_dir, format, status="candidate", model_id=model_id, dataset_version=dataset_version,
                          run_id=run_id, metrics=metrics, notes=notes, copy=copy, by=by or current_user())

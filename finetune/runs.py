@@ -79,19 +79,53 @@ class RunRecord:
         override the recorded ones when given."""
         run = cls.load(ws, run_ref, job)
         config = config_from_dict(run.config)
+        # The dataset version the run record names, by id: the name it was given may point to
+        # a newer version by now (a rebuild), and a resumed run must go on with the same rows.
+        if run.dataset_version and hasattr(config, "dataset"):
+            config.dataset = run.dataset_version
         config.train.threads = threads or config.train.threads
         config.train.device = device or config.train.device
         return run, config
+
+    @staticmethod
+    def resumable(ws: Workspace, data: dict) -> str | None:
+        """Why a run cannot be resumed (None: it can): it finished, or the dataset version its
+        record names is gone."""
+        if data.get("status") == "done":
+            return "finished"
+        ref = data.get("dataset_version")
+        if not ref or not (ws.datasets_dir / ref / "manifest.json").is_file():
+            return f"its dataset version {ref or '(none)'} is gone"
+        return None
+
+    @staticmethod
+    def has_checkpoint(folder: Path) -> bool:
+        return (folder / "checkpoint.pt").is_file() or (folder / "checkpoints" / "last.ckpt").is_file()
+
+    @classmethod
+    def last_resumable(cls, ws: Workspace, job: str) -> Path:
+        """`--resume last`: the newest (by start time) unfinished run of `job` whose dataset
+        version is still there; one with a checkpoint before one without (which would start over)."""
+        runs = []
+        for p in ws.runs_dir.glob(f"{job}-*"):
+            try:
+                data = json.loads((p / "run.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("job") == job:
+                runs.append((p, data))
+        ok = [(p, d) for p, d in runs if cls.resumable(ws, d) is None]
+        if not ok:
+            skipped = [f"{d['id']} ({cls.resumable(ws, d)})" for p, d in runs if d.get("status") != "done"][:3]
+            raise FinetuneError(f"no resumable {job} run in {ws.runs_dir}" + (f"; not resumable: {', '.join(skipped)}" if skipped else ""))
+        ok.sort(key=lambda pd: (cls.has_checkpoint(pd[0]), pd[1].get("started_at", 0.0), pd[0].name))
+        return ok[-1][0]
 
     @classmethod
     def load(cls, ws: Workspace, run_ref: str, job: str) -> "RunRecord":
         """An earlier run of `job` to resume: by id, or `last` (the newest unfinished one)."""
         if run_ref == "last":
-            candidates = sorted((p for p in ws.runs_dir.glob(f"{job}-*") if (p / "run.json").is_file()), key=lambda p: p.name)
-            candidates = [p for p in candidates if json.loads((p / "run.json").read_text())["status"] != "done"]
-            if not candidates:
-                raise FinetuneError(f"no unfinished {job} run to resume in {ws.runs_dir}")
-            folder = candidates[-1]
+            folder = cls.last_resumable(ws, job)
         else:
             folder = ws.runs_dir / run_ref
         if not (folder / "run.json").is_file():

@@ -24,7 +24,7 @@ class FinetuneError(RuntimeError):
 
 @dataclass
 class Workspace:
-    """Folders under ``Settings.finetune_dir`` (default ``data_dir/finetune``) and the store."""
+    """Folders under ``settings.finetune.dir`` (CALLSENSE_FINETUNE_DIR) (default ``data_dir/finetune``) and the store."""
 
     settings: Settings
 

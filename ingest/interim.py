@@ -4,8 +4,8 @@ The segment stage publishes `InterimTranscript` events to `<prefix>.interim` whi
 utterance is open (`ingest/stages/segment.py`). They are not stored (no table: the final
 utterance replaces them within a second or two). The Live page follows the topic itself:
 `InterimFeed` is a consumer without a consumer group (every dashboard process sees every
-interim, nothing is committed), assigned every partition and started at the end, whose
-thread keeps only the newest interim per (call, channel) in memory. Works the same for any
+interim, nothing is committed), assigned every partition and started STALE_S back in time,
+whose thread keeps only the newest interim per (call, channel) in memory. Works the same for any
 number of Kafka workers; `callsense process` (embedded) has no live calls, so nothing is lost
 there. Without a reachable broker the Live page simply shows no interim lines.
 """
@@ -88,7 +88,13 @@ class InterimFeed(InterimBoard):
                     continue
                 assigned = [TopicPartition(self.topic, p) for p in sorted(parts)]
                 consumer.assign(assigned)
-                consumer.seek_to_end(*assigned)
+                # From STALE_S ago: a page opened mid-utterance shows what is being said at once.
+                # (Concrete end offsets, not seek_to_end: that one is resolved at the first poll and
+                # would skip what was published in between.)
+                since = int((time.time() - STALE_S) * 1000)
+                ends = consumer.end_offsets(assigned)
+                for tp, found in consumer.offsets_for_times({tp: since for tp in assigned}).items():
+                    consumer.seek(tp, ends[tp] if found is None else found.offset)
                 while not self._stop.is_set():
                     for records in consumer.poll(timeout_ms=200).values():
                         for r in records:

@@ -31,13 +31,14 @@ class PipelineResources:
         return create_asr_engine(self.settings)
 
     def interim_engine(self):
-        """The live engine for interim text, or None when its cost does not follow the audio
+        """A second instance of the live engine, on one CPU thread, for interim text (built on
+        the segment stage's interim thread); None when its cost does not follow the audio
         (Whisper: a 30 s window per pass), checked before any model is loaded."""
-        from callsense.asr.base import asr_engines
+        from callsense.asr.base import asr_engines, create_asr_engine
 
         if getattr(asr_engines.get(self.settings.asr.engine), "fixed_window_s", None) is not None:
             return None
-        return self.asr_engine
+        return create_asr_engine(self.settings.model_copy(update={"cpu_threads": 1}))
 
     @cached_property
     def sentiment_model(self):

@@ -41,6 +41,20 @@ def display_name(path: Path | str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _is_audio_manifest(path: Path) -> bool:
+    """JSON lines found in a folder are a chat only when they read like one (`speaker` and
+    `text` on the first line); others are data such as a dataset's audio manifest
+    (`callsense import-dataset`). Named on the command line, any file is an input."""
+    if path.suffix.lower() not in (".jsonl", ".ndjson") or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(64_000)
+    except OSError:
+        return False
+    return not (b'"speaker"' in first and b'"text"' in first)
+
+
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """Files and folders given on the command line -> inputs. Folders are searched for audio
     suffixes; whatever matches is an input even if it is not a regular file (a FIFO, a folder
@@ -49,7 +63,8 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES | FOLDER_TEXT_SUFFIXES)
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES
+                           or (q.suffix.lower() in FOLDER_TEXT_SUFFIXES and not _is_audio_manifest(q)))
             if not found and p.suffix.lower() in AUDIO_SUFFIXES:
                 found = [p]
             out.extend(found)

@@ -83,5 +83,9 @@ def _as_dead_letter(stage: Stage, ev: EventModel) -> DeadLetter:
     else:
         reason = f"internal error in {stage.name}: {exc.__class__.__name__}: {exc}"
         detail = traceback.format_exc(limit=8)
+    # A recording's file name says more to a person than its call id.
+    source = getattr(ev, "source_name", None)
+    if source and ev.kind == "call_recorded" and source not in reason:
+        reason = f"{source}: {reason}"
     log.warning("dead-lettered %s event of call %s at %s: %s", getattr(ev, "kind", "?"), call, stage.name, reason)
     return dead_letter(stage.name, ev, reason, detail)

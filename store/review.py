@@ -75,6 +75,24 @@ class CallAudio(SQLModel, table=True):
     attached_at: float = 0.0
 
 
+class CallNote(SQLModel, table=True):
+    """A manager's note to the agent during a call (the Live page's "Send a note to the
+    agent"), shown on the agent's screen and kept with the call. Append-only; plain text,
+    at most `NOTE_MAX_CHARS` characters (checked by `DashboardData.add_note`)."""
+
+    __tablename__ = "call_notes"
+    __table_args__ = (Index("ix_call_notes_call_created", "call_id", "created_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    call_id: str
+    author: str  # the manager's user name
+    agent_id: str | None = None  # the call's agent when the note was written
+    text: str
+    created_at: float
+
+
+NOTE_MAX_CHARS = 1000
+
+
 # Indexes the dashboard's queries need on the pipeline's tables (declared here, made by the
 # schema's migrations in store/migrations at start-up like every table).
 DASHBOARD_INDEXES = (

@@ -6,13 +6,13 @@ utterance is sent on as soon as its end is detected. With `live_asr=riva-streami
 calls are left to the live-transcribe stage (`ingest/stages/live_transcribe.py`).
 
 Interim text (`InterimTranscript`, topic `<prefix>.interim`): while a live utterance is open,
-at most every `live_interim_ms` its audio so far is recognized with the live engine, only
-when new speech arrived since the channel's last interim, only for engines whose cost follows
-the audio (`fixed_window_s is None`; Whisper's 30 s pass would not keep up), never when the
-chunk being handled is already more than `live_interim_ms` behind real time (a backlog or a
-replay after a crash), and never for more than half of the stage's time (after an interim
-that took d seconds no other interim starts for d seconds). Interims are best effort and not
-stored: the final utterance replaces them.
+at most every `live_interim_ms` of new audio its audio so far is recognized, only when new
+speech arrived since the channel's last interim, only for engines whose cost follows the
+audio (`fixed_window_s is None`; Whisper's 30 s pass would not keep up), and never when the
+chunk being handled is already more than `live_interim_ms` behind real time (a backlog, or a
+replay after a crash). Recognition runs on a low-priority thread of its own
+(`ingest/stages/interim.py`) that drops what it cannot do in time, so finals never wait for
+an interim. Interims are best effort and not stored: the final utterance replaces them.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from callsense.audio.pcm import float_to_s16le
 from callsense.audio.resample import TARGET_RATE, StreamResampler
 from callsense.core.errors import BadInput
 from callsense.core.events import (
-    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, InterimTranscript, UtteranceBatch,
-    UtteranceSpan,
+    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan,
 )
 from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
+from callsense.ingest.stages.interim import InterimRequest, InterimRunner
 from callsense.ingest.stage import dead_letter
 from callsense.audio.vad import (
     EndpointerOptions, SileroModel, Span, SpeechProbabilityStream, UtteranceEndpointer, speech_spans,
@@ -90,7 +90,7 @@ class CallSegmenter:
     inputs = ("calls",)
 
     def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None,
-                 interim_engine: Callable[[], object | None] | None = None):
+                 interim_engine: Callable[[], object | None] | None = None, interim_background: bool = True):
         self.settings = settings
         self.blobs = blobs
         self.vad = vad or SileroModel()
@@ -101,12 +101,11 @@ class CallSegmenter:
         self.limits = AudioLimits.from_settings(settings)
         self._refused: dict[str, None] = {}  # live calls refused at their first chunk (insertion ordered, bounded)
         # Interim text: a factory of the live ASR engine (None: no interims), built at the first need.
-        self._interim_factory = interim_engine if settings.pipeline.live_interim_ms > 0 else None
-        self._interim_engine = None
         self._interim_every = settings.pipeline.live_interim_ms * TARGET_RATE // 1000
-        self._interim_idle_until = 0.0  # no interim starts before this (busy_clock): half the stage's time at most
+        self.interims = (InterimRunner(interim_engine, background=interim_background,
+                                       max_wait_s=max(0.3, 2 * settings.pipeline.live_interim_ms / 1000))
+                         if interim_engine is not None and self._interim_every > 0 else None)
         self.clock = time.time  # wall clock: how far behind real time a live chunk is handled
-        self.busy_clock = time.perf_counter
 
     def open_calls(self) -> set[str]:
         """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
@@ -119,6 +118,8 @@ class CallSegmenter:
                 out.extend(self._recorded(ev))
             elif isinstance(ev, CallChunk) and self.segments_live_calls:
                 out.extend(self._chunk(ev))
+        if self.interims is not None:
+            out.extend(self.interims.collect())
         return out
 
     # ---- recorded calls ------------------------------------------------------------
@@ -222,48 +223,26 @@ class CallSegmenter:
         out: list[EventModel] = []
         for c, chan in enumerate(call.channels):
             self._push_channel(call, chan, chan.resampler.push(np.ascontiguousarray(samples[:, c])), out, c)
-        if self._interim_factory is not None and not chunk.final:
+        if self.interims is not None and not chunk.final:
             # Real time of this chunk's end: interims only while the stage keeps up with it.
             chunk_s = call.chunk_samples / TARGET_RATE
             lag = self.clock() - (call.stream_started_at + (chunk.seq + 1) * chunk_s)
-            if lag <= self._interim_every / TARGET_RATE:
+            if lag <= self._interim_every / TARGET_RATE and self.interims.usable():
                 for c, chan in enumerate(call.channels):
-                    self._maybe_interim(call, chan, c, out)
+                    self._maybe_interim(call, chan, c)
         return out
 
-    def _interim_asr(self):
-        if self._interim_engine is None and self._interim_factory is not None:
-            engine = self._interim_factory()
-            if engine is None or getattr(engine, "fixed_window_s", None) is not None:
-                self._interim_factory = None  # a fixed-window engine cannot keep up: no interims
-                return None
-            self._interim_engine = engine
-        return self._interim_engine
-
-    def _maybe_interim(self, call: _LiveCall, chan: _LiveChannel, c: int, out: list) -> None:
+    def _maybe_interim(self, call: _LiveCall, chan: _LiveChannel, c: int) -> None:
         open_since = chan.endpointer.open_since
         end = chan.base + chan.audio.size
-        if (open_since is None or not chan.speech_since_interim or end - chan.interim_at < self._interim_every
-                or self.busy_clock() < self._interim_idle_until):
-            return
-        engine = self._interim_asr()
-        if engine is None:
+        if open_since is None or not chan.speech_since_interim or end - chan.interim_at < self._interim_every:
             return
         start = max(open_since, chan.base)
-        t0 = self.busy_clock()
-        try:
-            text = " ".join(seg.text.strip() for seg in engine.transcribe_live(chan.audio[start - chan.base:]) if seg.text.strip())
-        except Exception as e:  # interims are best effort: the final utterance is what counts
-            log.warning("interim recognition failed for live call %s: %s", call.call_id, e)
-            text = ""
-        now = self.busy_clock()
-        self._interim_idle_until = now + (now - t0)
         chan.interim_at, chan.speech_since_interim = end, False
-        if not text:
-            return
         chan.interim_seq += 1
-        out.append(InterimTranscript(call_id=call.call_id, channel=c, speaker=call.speakers[c], index=chan.count,
-                                     text=text, start=start / TARGET_RATE, end=end / TARGET_RATE, seq=chan.interim_seq))
+        self.interims.ask(InterimRequest(call.call_id, c, call.speakers[c], chan.count, start / TARGET_RATE,
+                                         end / TARGET_RATE, chan.interim_seq, chan.audio[start - chan.base:].copy(),
+                                         self.interims.clock()))
 
     def _push_channel(self, call: _LiveCall, chan: _LiveChannel, audio16k: np.ndarray, out: list, c: int) -> None:
         chan.audio = np.concatenate([chan.audio, audio16k])
@@ -307,5 +286,7 @@ class CallSegmenter:
         out.append(CallSegmented(call_id=call.call_id, duration_s=duration,
                                  utterances_per_channel={c: ch.count for c, ch in enumerate(call.channels)}))
         del self._live[call.call_id]
+        if self.interims is not None:
+            self.interims.forget(call.call_id)
         log.debug("live call %s closed after %.1f s", call.call_id, duration)
         return out

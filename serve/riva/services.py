@@ -321,7 +321,7 @@ class LanguageUnderstandingService(nlp_grpc.RivaLanguageUnderstandingServicer):
         try:
             from callsense.dialog.nlu.base import create_nlu, nlu_backends
 
-            if getattr(self.settings, "nlu_backend", "embedded") == "riva":  # that would call this server
+            if self.settings.dialog.nlu_backend == "riva":  # that would call this server
                 return nlu_backends.get("embedded")(self.settings), None
             return create_nlu(self.settings), None
         except ModuleNotFoundError as e:

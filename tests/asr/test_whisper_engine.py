@@ -44,9 +44,9 @@ def test_word_times_are_ordered_and_inside_audio(engine, shared_audio):
 
 def test_checksum_mismatch_is_refused():
     with pytest.raises(AsrUnavailable, match="sha256"):
-        create_asr_engine(Settings(whisper_model_sha256="0" * 64))
+        create_asr_engine(Settings(asr_engine="whisper", whisper_model_sha256="0" * 64))
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(AsrUnavailable, match="no Whisper model"):
-        create_asr_engine(Settings(whisper_model_dir=tmp_path))
+        create_asr_engine(Settings(asr_engine="whisper", whisper_model_dir=tmp_path))

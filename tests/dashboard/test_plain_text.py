@@ -4,7 +4,7 @@ become an image, a link or a heading on the dashboard's pages (`ui.plain`)."""
 import pytest
 from markdown_it import MarkdownIt
 
-from callsense.dashboard.ui import plain
+from callsense.dashboard.ui import ZWSP, plain
 
 HOSTILE = [
     "![pixel](http://tracker.invalid/p.png).wav",
@@ -12,6 +12,7 @@ HOSTILE = [
     "# heading *bold* _it_ `code` <b>x</b>.wav",
     ":red[alarm] :material/warning: $x^2$ | a | b |",
     "call\\with\\backslashes~~strike~~.wav",
+    "see https://tracker.invalid/x and www.example.org or write to eve@example.org",
 ]
 
 
@@ -22,7 +23,9 @@ def test_markdown_in_a_name_renders_as_the_name(name):
     assert "<img" not in html and "<a " not in html and "<h1" not in html and "<em" not in html and "<strong" not in html
     # What a person sees is the name itself.
     text = "".join(t.content for t in md.parseInline(plain(name))[0].children if t.type == "text")
-    assert text == name
+    assert text.replace(ZWSP, "") == name
+    # No bare URL or address is left whole for GFM's autolinks to find.
+    assert not any(needle in text for needle in ("://", "www.", "eve@"))
 
 
 def test_whitespace_is_folded():

@@ -107,7 +107,8 @@ def test_any_recording_format_and_raw_samples(voice, tts):
     stereo16k = np.stack([clip.resampled(16000).samples] * 2)  # (channels, samples) at 16 kHz
     by_array = voice.voice_turn("fmt", stereo16k, spoken=False)
     for turn in (by_ogg, by_array):
-        assert "seattle" in words(turn.transcript) and "tomorrow" in words(turn.transcript), turn.transcript
+        # (Moonshine, the default engine, may hear espeak's "tomorrow" as "to my wrong".)
+        assert {"rain", "seattle"} <= set(words(turn.transcript).split()), turn.transcript
         assert turn.reply.slots.get("location") == "seattle"
     assert by_array.audio is None and by_array.timings.first_audio_ms is None  # not spoken when not asked
 
@@ -188,7 +189,7 @@ def test_engines_that_cannot_load_or_answer_are_one_line(make_assistant, dialog_
                                                rf"unknown ASR engine 'nope'; choose one of: {names}$"):
         make(asr_engine="nope").voice_turn("e", spoken(tts, "Hello there."))
     with pytest.raises(VoiceUnavailable, match="sha256") as info:
-        make(whisper_model_sha256="0" * 64).preload()
+        make(asr_engine="whisper", whisper_model_sha256="0" * 64).preload()
     assert "\n" not in str(info.value)
     pytest.importorskip("riva.client", reason="nvidia-riva-client is not installed (pip install callsense[riva])")
     dead = f"127.0.0.1:{pick_ports(1)[0]}"

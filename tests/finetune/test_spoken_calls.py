@@ -131,7 +131,7 @@ def test_eval_pipeline_runs_the_pipeline_on_the_calls(tiny_set, tmp_path, monkey
     assert result["calls"] == 2 and result["turns"] == info["turns"] and result["process"]["returncode"] == 0
     for ch in ("agent", "customer"):
         w = result["wer"][ch]["wer"]
-        assert 0.0 <= w["low"] <= w["value"] <= w["high"] and w["value"] < 0.6, result["wer"]
+        assert 0.0 <= w["low"] <= w["value"] <= w["high"] and w["value"] < 0.8, result["wer"]
     assert result["matched_turns"] >= result["turns"] - 1
     for key in ("reference_text", "stored_sentences"):
         f1 = result[key]["macro_f1"]

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections import Counter
 
+import jiwer
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -63,7 +64,10 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(pipeline_e
     assert live_call.utterances_expected >= 3
     assert live_call.utterances_expected == sum(1 for u in utts if u[0] == "live-crash")
     text = " ".join(s.text for s in store.sentences("live-crash")).lower()
-    assert "ask not what your country can do for you" in text.replace(",", "")
+    # The words, in order (the default engine, Moonshine, hears each short live utterance alone
+    # and may miss a word: "as not" for "ask not").
+    reference = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+    assert jiwer.wer(reference, jiwer.RemovePunctuation()(text)) <= 0.15, text
     assert stored_at_kill < len(utts), "the kill came after everything was already stored"
 
     # A clean stop: SIGTERM ends the restarted worker promptly with status 0.

