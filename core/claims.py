@@ -3,12 +3,23 @@ a content-addressed blob when large. Shared by the events and the blob store."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 # A blob's name is the sha256 of its content, nothing else: a path in a message is never read.
 BLOB_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_of(path: Path, _chunk: int = 1 << 20) -> str:
+    """A file's content hash, read in pieces (model files are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 class ClaimModel(BaseModel):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.util
 import json
 import logging
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from callsense.asr.base import AsrUnavailable
+from callsense.core.claims import sha256_of  # noqa: F401  (also used by the engines that import it from here)
 from callsense.core.settings import Settings
 
 MODEL_NAME = "moonshine-base-en-int8"
@@ -82,13 +82,6 @@ Progress = Callable[[str], None]
 
 log = logging.getLogger("callsense.moonshine")
 
-
-def sha256_of(path: Path, _chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_model_dir(settings: Settings) -> Path:

