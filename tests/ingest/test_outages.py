@@ -113,9 +113,13 @@ def test_worker_and_stream_live_survive_a_broker_outage(broker, repo_root, tmp_p
         worker_log = (tmp_path / "worker.log").read_text(errors="replace")
         live_log = (tmp_path / "live.log").read_text(errors="replace")
         assert tracebacks(worker_log) == 0 and tracebacks(live_log) == 0, worker_log + live_log
-        # One line when the broker went away and one when it came back (not one per retry).
-        assert 1 <= worker_log.count("unreachable") <= 4, worker_log
-        assert worker_log.count("back after") == worker_log.count("unreachable"), worker_log
+        # One line when the broker went away and one when it came back, not one per retry. A
+        # process notices the outage only if it had something to send or commit meanwhile (a
+        # worker that had caught up, or stream-live between flushes, may not), so the count
+        # may be 0; every line saying it went away has its line saying it came back.
+        for log in (worker_log, live_log):
+            assert log.count("unreachable") <= 4, log
+            assert log.count("back after") == log.count("unreachable"), log
     finally:
         for p in procs:
             stop_process(p)
