@@ -13,7 +13,7 @@
 #   EXTRA_PACKAGES    more Debian packages to install (space separated)
 set -euo pipefail
 
-PACKAGES=(ffmpeg postgresql espeak-ng sox chromium chromium-driver)
+PACKAGES=(ffmpeg postgresql espeak-ng sox chromium chromium-driver graphviz)
 # The local Kafka broker needs a JRE and Maven (only when no java/mvn is on PATH already).
 command -v java >/dev/null 2>&1 || PACKAGES+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || PACKAGES+=(maven)
