@@ -66,6 +66,32 @@ def _gave_up(message: str) -> None:
     raise typer.Exit(EXIT_OUTAGE)
 
 
+def _embedded_transport(settings, res):
+    """All stages in this process (`process`, `import-dataset`), waiting through a database or
+    service outage at start as during the run; raises OutageGaveUp past the give-up time."""
+    from sqlalchemy.exc import OperationalError
+
+    from callsense.ingest.pipeline import build_stage
+    from callsense.ingest.stage import STAGE_ORDER
+    from callsense.ingest.transports.inprocess import InProcessTransport
+    from callsense.ingest.transports.outage import Outage
+    from callsense.store.db import describe_url
+
+    # Named by what the pipeline needs; each retry's reason says which service failed.
+    outage = Outage(f"the pipeline's services (database at {describe_url(settings.resolved_database_url)}, ASR, sentiment)",
+                    settings.pipeline.outage_give_up_s, logging.getLogger("callsense.pipeline"))
+    with console.status("Loading models (speech recognition, sentiment) ..."):
+        while True:
+            try:
+                transport = InProcessTransport([build_stage(n, res) for n in STAGE_ORDER], outage=outage)
+                break
+            except OperationalError as e:  # the database is down at start: the same wait
+                outage.failed(str(e.orig))
+                outage.wait()
+        outage.ok()
+    return transport
+
+
 @app.command()
 def process(
     files: List[Path] = typer.Argument(..., help="Audio files or folders (MP3, WAV, FLAC, OGG, M4A; one speaker per channel), "
@@ -90,12 +116,10 @@ def process(
     from sqlalchemy.exc import OperationalError
 
     from callsense.core.errors import BadInput, OutageGaveUp
-    from callsense.ingest.pipeline import PipelineResources, build_stage
+    from callsense.ingest.pipeline import PipelineResources
     from callsense.ingest.conversations import is_text_input, text_calls
     from callsense.ingest.sources import display_name, expand_inputs, recorded_call
-    from callsense.ingest.stage import STAGE_ORDER, dead_letter
-    from callsense.ingest.transports.inprocess import InProcessTransport
-    from callsense.ingest.transports.outage import Outage
+    from callsense.ingest.stage import dead_letter
     from callsense.store.db import describe_url
 
     _setup_logging(logging.WARNING)
@@ -106,19 +130,8 @@ def process(
     res = PipelineResources(settings)
     rows = []
     handled = 0
-    # Named by what the pipeline needs; each retry's reason says which service failed.
-    outage = Outage(f"the pipeline's services (database at {describe_url(settings.resolved_database_url)}, ASR, sentiment)",
-                    settings.pipeline.outage_give_up_s, logging.getLogger("callsense.pipeline"))
     try:
-        with console.status("Loading models (speech recognition, sentiment) ..."):
-            while True:
-                try:
-                    transport = InProcessTransport([build_stage(n, res) for n in STAGE_ORDER], outage=outage)
-                    break
-                except OperationalError as e:  # the database is down at start: same wait
-                    outage.failed(str(e.orig))
-                    outage.wait()
-            outage.ok()
+        transport = _embedded_transport(settings, res)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task("Processing calls", total=len(paths))
@@ -273,10 +286,8 @@ def import_dataset(
 
     from callsense.core.errors import BadInput, OutageGaveUp
     from callsense.ingest.datasets import conversation_call, list_dataset, word_error_rate
-    from callsense.ingest.pipeline import PipelineResources, build_stage
-    from callsense.ingest.stage import STAGE_ORDER, dead_letter
-    from callsense.ingest.transports.inprocess import InProcessTransport
-    from callsense.ingest.transports.outage import Outage
+    from callsense.ingest.pipeline import PipelineResources
+    from callsense.ingest.stage import dead_letter
     from callsense.store.db import describe_url
 
     _setup_logging(logging.WARNING)
@@ -291,19 +302,9 @@ def import_dataset(
     rows = []
     refused = len(dataset.refused)
     references: list[tuple[str, dict]] = []
-    outage = Outage(f"the pipeline's services (database at {describe_url(settings.resolved_database_url)}, ASR, sentiment)",
-                    settings.pipeline.outage_give_up_s, logging.getLogger("callsense.pipeline"))
     done = 0
     try:
-        with console.status("Loading models (speech recognition, sentiment) ..."):
-            while True:
-                try:
-                    transport = InProcessTransport([build_stage(n, res) for n in STAGE_ORDER], outage=outage)
-                    break
-                except OperationalError as e:
-                    outage.failed(str(e.orig))
-                    outage.wait()
-            outage.ok()
+        transport = _embedded_transport(settings, res)
         if dataset.refused:
             transport.publish([dead_letter("ingest", None, reason) for reason in dataset.refused])
             transport.drain()
