@@ -6,6 +6,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg espeak-n
 WORKDIR /app
 COPY . /app
 RUN pip install --no-cache-dir -e ".[riva,dashboard]"
+# The Moonshine model (the default ASR engine) is converted once, into the image: every
+# worker and dashboard replica starts with it instead of converting it on first use.
+ENV CALLSENSE_MODEL_CACHE_DIR=/opt/callsense/models
+RUN callsense asr build-moonshine
 ENV CALLSENSE_DATA_DIR=/data
 VOLUME ["/data"]
 ENTRYPOINT ["callsense"]

@@ -105,6 +105,23 @@ class UtteranceEndpointer:
         """First sample still needed by an utterance not yet emitted (None: nothing open)."""
         return None if self._start is None else max(self._start - self._pad, 0)
 
+    @property
+    def pause(self) -> tuple[int, int] | None:
+        """(where the pause began, samples of it seen so far) while an open utterance is in a
+        pause shorter than min_silence; None while speaking or when nothing is open."""
+        if self._start is None or self._silence_from is None:
+            return None
+        return self._silence_from, self._frame_i * FRAME - self._silence_from
+
+    def close_at_pause(self) -> list[Span]:
+        """Close the open utterance where its current pause began (the caller knows a sentence
+        ended there); nothing when not in a pause or when the speech before it is shorter than
+        min_speech_ms (it stays open and ends as usual)."""
+        closed: list[Span] = []
+        if self._start is not None and self._silence_from is not None and self._silence_from - self._start >= self._min_speech:
+            self._close(self._silence_from, closed)
+        return closed
+
     def push(self, probs: np.ndarray) -> list[Span]:
         closed: list[Span] = []
         for p in probs:

@@ -70,6 +70,13 @@ OBSERVER = """
     }
   };
   new MutationObserver(stamp).observe(document, {childList: true, subtree: true, characterData: true});
+  // When the browser dispatches each "Send note" click (Playwright waits for the button to be
+  // stable and hit-testable first): splits click -> stored into the click itself and the server.
+  window.__clicks = [];
+  document.addEventListener('click', (e) => {
+    const b = e.target.closest && e.target.closest('button');
+    if (b && b.innerText.includes('Send note')) window.__clicks.push(Date.now());
+  }, true);
 })();
 """
 
@@ -193,6 +200,7 @@ def main() -> None:
         calls_done.wait()
         time.sleep(3)  # let the last ones show
         seen = {**manager.evaluate("() => window.__seen"), **agent.evaluate("() => window.__seen")}
+        clicks = [c / 1000 for c in manager.evaluate("() => window.__clicks")]
         browser.close()
     tmp.cleanup()
     if errors:
@@ -202,12 +210,18 @@ def main() -> None:
     note_lat = [seen[k] / 1000 - t for k, t in sent.items() if k in seen]
     note_store = [t - sent[k] for k, t in stored.items()]
     note_show = [seen[k] / 1000 - t for k, t in stored.items() if k in seen]
+    # Each sent note's first dispatched click at or after its click() call began.
+    dispatched = {k: next((c for c in clicks if c >= t - 0.001), None) for k, t in sent.items()}
+    note_dispatch = [c - sent[k] for k, c in dispatched.items() if c is not None]
+    note_server = [stored[k] - c for k, c in dispatched.items() if c is not None and k in stored]
     load = os.getloadavg()
     result = {
         "alerts": {**summary(alert_lat), "expected": len(expected), "missed": len(expected) - len(alert_lat)},
         "notes": {**summary(note_lat), "sent": len(sent), "missed": len(sent) - len(note_lat)},
         "notes_click_to_stored": summary(note_store),
         "notes_stored_to_agent": summary(note_show),
+        "notes_click_call_to_dispatched": summary(note_dispatch),
+        "notes_dispatched_to_stored": summary(note_server),
         "goal_p95_s": GOAL_S,
         "alerts_meet_goal": bool(alert_lat) and percentile(alert_lat, 0.95) <= GOAL_S,
         "notes_meet_goal": bool(note_lat) and percentile(note_lat, 0.95) <= GOAL_S,
@@ -227,6 +241,11 @@ def main() -> None:
           f"p95 {result['notes_click_to_stored'].get('p95_s', float('nan')):.2f} s; stored -> on the agent's screen "
           f"p50 {result['notes_stored_to_agent'].get('p50_s', float('nan')):.2f} s, "
           f"p95 {result['notes_stored_to_agent'].get('p95_s', float('nan')):.2f} s")
+    print(f"  click -> stored = Playwright's click() until the browser dispatches it p50 "
+          f"{result['notes_click_call_to_dispatched'].get('p50_s', float('nan')):.2f} s, p95 "
+          f"{result['notes_click_call_to_dispatched'].get('p95_s', float('nan')):.2f} s; dispatched -> stored p50 "
+          f"{result['notes_dispatched_to_stored'].get('p50_s', float('nan')):.2f} s, p95 "
+          f"{result['notes_dispatched_to_stored'].get('p95_s', float('nan')):.2f} s")
     print(f"load average {result['load_average_before']} before, {result['load_average_after']} after, "
           f"on {result['cpus']} CPUs")
     if args.json:

@@ -9,6 +9,7 @@ For each silence: the sample calls (per channel, reference = the scripted turns)
 and the WER of the whole is printed with the number of utterances.
 
     python bench/bench_endpointer.py [--silence 150 200 300 500] [--engine moonshine]
+    python bench/bench_endpointer.py --silence 300 --sentence-pause 0 120 150 200   # CALLSENSE_LIVE_SENTENCE_PAUSE_MS
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def norm(text: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--silence", type=int, nargs="+", default=[150, 200, 300, 500])
+    ap.add_argument("--sentence-pause", type=int, nargs="+", default=[0],
+                    help="live_sentence_pause_ms values (0 = off): close at a shorter pause where a sentence ends")
     ap.add_argument("--engine", default=None, help="ASR engine (default: the settings' default)")
     args = ap.parse_args()
     base = Settings(live_interim_ms=0, **({"asr_engine": args.engine} if args.engine else {}))
@@ -65,12 +68,15 @@ def main() -> None:
     refs = references()
     print(f"engine {engine.model_id}; {len(refs)} recordings; load average %.1f / %.1f / %.1f" % os.getloadavg())
     for silence in args.silence:
+      for pause in args.sentence_pause:
         settings = base.model_copy(update={"live_min_silence_ms": silence})
+        settings.pipeline.live_sentence_pause_ms = pause
         with tempfile.TemporaryDirectory() as d:
             blobs = BlobStore(Path(d), 1 << 30)
-            seg = CallSegmenter(settings, blobs)
+            seg = CallSegmenter(settings, blobs, interim_engine=lambda: engine)
             tr = UtteranceTranscriber(engine, blobs)
             hyps, refs_text, n_utts, asr_s = [], [], 0, 0.0
+            t_seg = time.perf_counter()
             for path, ref in refs:
                 batches = [e for ch in live_chunks(path, call_id=path.stem, realtime=False)
                            for e in seg.handle_batch([ch]) if isinstance(e, UtteranceBatch)]
@@ -81,9 +87,11 @@ def main() -> None:
                 for c, text in ref.items():
                     hyps.append(norm(" ".join(u.text for u in sorted(out, key=lambda u: u.start) if u.channel == c)))
                     refs_text.append(norm(text))
+            seg_s = time.perf_counter() - t_seg - asr_s
             wer = jiwer.wer(refs_text, hyps)
-            print(f"live_min_silence_ms {silence:4d}: {n_utts:3d} utterances, WER {100 * wer:5.1f} %, "
-                  f"ASR {asr_s:5.1f} s (each utterance alone)")
+            print(f"live_min_silence_ms {silence:4d}, live_sentence_pause_ms {pause:4d}: {n_utts:3d} utterances "
+                  f"({seg.sentence_closes} closed at a sentence pause), WER {100 * wer:5.1f} %, "
+                  f"ASR {asr_s:5.1f} s (each utterance alone), segment stage {seg_s:5.1f} s", flush=True)
 
 
 if __name__ == "__main__":

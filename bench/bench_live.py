@@ -97,6 +97,60 @@ def interim_stats(settings: Settings, ids: list[str]) -> str:
             f"gap within an utterance p50 {percentile(gaps, 0.5):.0f} ms, p95 {percentile(gaps, 0.95):.0f} ms")
 
 
+def topic_times(settings: Settings, name: str, ids: list[str]) -> dict[tuple, float]:
+    """(call_id, channel, utterance index) -> the record's CreateTime (s) on <prefix>.<name>
+    (the time the producing stage handed it to its Kafka producer)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from callsense.core.events import decode_event
+
+    topic = settings.topic(name)
+    consumer = KafkaConsumer(bootstrap_servers=settings.pipeline.kafka_bootstrap.split(","), group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    out: dict[tuple, float] = {}
+    if parts:
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        for r in consumer:
+            try:
+                e = decode_event(r.value)
+            except Exception:  # noqa: BLE001
+                continue
+            if getattr(e, "call_id", None) not in ids:
+                continue
+            if e.kind == "utterance_batch":
+                for u in e.utterances:
+                    out.setdefault((e.call_id, e.channel, u.index), r.timestamp / 1000)
+            elif e.kind in ("transcribed", "scored"):
+                out.setdefault((e.call_id, e.channel, e.index), r.timestamp / 1000)
+    consumer.close()
+    return out
+
+
+def hop_stats(settings: Settings, store, ids: list[str]) -> str:
+    """Per utterance: endpointer close (estimated from its end) -> UtteranceBatch produced
+    (segment) -> TranscribedUtterance produced (transcribe) -> ScoredUtterance produced
+    (sentiment) -> row stored (store), p50 / p95 of each hop in ms."""
+    seg, tr, sc = (topic_times(settings, t, ids) for t in ("utterances", "transcripts", "results"))
+    hops: dict[str, list[float]] = {k: [] for k in ("closed->segment out", "segment out->transcribe out",
+                                                    "transcribe out->sentiment out", "sentiment out->stored")}
+    pad = (settings.pipeline.live_min_silence_ms - settings.pipeline.vad_speech_pad_ms) / 1000
+    for i in ids:
+        started = store.get_call(i).started_at
+        for u in store.utterances(i):
+            key = (i, u.channel, u.idx)
+            if not all(key in m for m in (seg, tr, sc)):
+                continue
+            closed = started + u.end + pad
+            hops["closed->segment out"].append((seg[key] - closed) * 1000)
+            hops["segment out->transcribe out"].append((tr[key] - seg[key]) * 1000)
+            hops["transcribe out->sentiment out"].append((sc[key] - tr[key]) * 1000)
+            hops["sentiment out->stored"].append((u.stored_at - sc[key]) * 1000)
+    return "  hops (per utterance, p50 / p95 ms): " + "; ".join(
+        f"{k} {percentile(v, 0.5):.0f} / {percentile(v, 0.95):.0f}" for k, v in hops.items())
+
+
 def run(args, kafka: LocalKafka, home: Path, engine: str, calls: int, samples: list[Path]) -> None:
     needs_riva = engine == "riva" or args.live_asr == "riva-streaming"
     workers, riva = [], None
@@ -171,6 +225,7 @@ def run(args, kafka: LocalKafka, home: Path, engine: str, calls: int, samples: l
                     pipe.append((s.stored_at - closed) * 1000)
         print(f"  of which: sentence end -> utterance closed p50 {percentile(wait, 0.5):.0f} ms, p95 {percentile(wait, 0.95):.0f} ms; "
               f"utterance closed -> stored p50 {percentile(pipe, 0.5):.0f} ms, p95 {percentile(pipe, 0.95):.0f} ms")
+        print(hop_stats(settings, store, ids))
         ticks = os.sysconf("SC_CLK_TCK")
         cpu_s = 0.0
         for w in workers:

@@ -39,9 +39,19 @@ def _fail(message: str) -> None:
 
 
 def _setup_logging(level: int) -> None:
+    """One rich handler of ours on the root logger. Only our own earlier handler is replaced
+    (a command run twice in one process, e.g. under a test runner, keeps the others)."""
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "callsense_cli", False)]:
+        root.removeHandler(old)
+        old.close()
+    handler = RichHandler(console=err, show_path=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.callsense_cli = True
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _known_errors():

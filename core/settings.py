@@ -75,6 +75,11 @@ class PipelineSettings(Section):
     channel_roles: list[str] = Field(default_factory=lambda: ["agent", "customer"], description="Speaker role per channel.")
     live_reorder_window: int = Field(20, ge=0, description="Chunks a live call may arrive out of order before the gap is dead-lettered.")
     live_min_silence_ms: int = Field(300, ge=50, description="Live calls: silence that ends an utterance (shorter = lower latency).")
+    live_sentence_pause_ms: int = Field(0, ge=0, description="Live calls: close an utterance at a pause this long (shorter than "
+                                        "live_min_silence_ms) when the live engine hears the utterance so far end a sentence, so a "
+                                        "sentence does not wait for the rest of its utterance; 0 = off. Decided from the audio "
+                                        "alone on the segment stage's thread (a replay after a crash closes the same utterances); "
+                                        "costs one recognition of the open utterance per such pause.")
     live_interim_ms: int = Field(300, ge=0, description="Live calls: interim text of the utterance still being spoken at most this often "
                                                          "(<prefix>.interim; only when new speech arrived, skipped when behind); 0 = none.")
     max_input_bytes: int = Field(500_000_000, ge=1, description="Recorded calls: larger input files are refused (dead letter) "
@@ -98,6 +103,15 @@ class PipelineSettings(Section):
                             "addresses; written or spoken): `mask` replaces each with [CARD], [PHONE], [EMAIL], "
                             "[ACCOUNT] or [ADDRESS], `remove` drops it, `off` keeps it. Done in the transcribe and "
                             "live-transcribe stages, before any text is sent on, scored, stored or logged.")
+    sentence_loudness: bool = Field(True, description="Call characteristics: the transcribe stage sets each sentence's loudness "
+                                                       "(RMS dBFS of its audio, `sentences.loudness_dbfs`). Off: sentences are stored "
+                                                       "without it (no loudness on the Call and Agents pages). Talk speed, silences "
+                                                       "and interruptions need no setting: they are computed from the stored "
+                                                       "sentences when read (`nlp/characteristics.py`).")
+    categories: bool = Field(True, description="Evaluate the category rules (categories_file) in the store stage: recorded calls "
+                                               "when done, live calls as sentences arrive (the Live page's alerts). Off: no "
+                                               "categories or alerts are stored and the rule file is not read; `callsense "
+                                               "categories apply` can categorise stored calls later.")
     categories_file: Path | None = Field(None, description="YAML file of call category rules (syntax: nlp/categories.py; check it with "
                                                            "`callsense categories validate FILE`). Unset: the rules shipped with "
                                                            "callsense (escalation asked, cancellation threat, refund, long hold, "

@@ -6,7 +6,12 @@ own "My live call" view on the Live page.
 - An agent (a user with the `agent` role and not `manager`) opening the Live page sees their
   own current live call (`my_live_call`): the managers' notes first, newest first, then the
   call's alerts, its sentences as they arrive with their sentiment, and its chart, re-read
-  every `settings.dashboard.refresh_s`, so a note shows within about that long.
+  every `settings.dashboard.refresh_s`, so a note shows within about that long. (Tried and
+  dropped, issue 15: the note box as a fragment of its own inside the panel, and the agent's
+  notes as a fragment polling every 0.25 s. In Chromium on 2 shared cores the box then showed
+  seconds late or not at all, and notes reached the agent later, not sooner: every extra
+  fragment run is browser work too. What shortens the wait is a cheap refresh: the charts are
+  rebuilt only when sentences change, `ui.render_sentiment_over_time`.)
 - The Call page lists a call's notes with author and time (`render_call_notes`).
 
 Who may write and read notes is decided in `DashboardData` (`add_note`, `notes`); the

@@ -3,7 +3,10 @@
 Two fragments refresh on their own: the board (which calls are live, their flags) every
 second, and each followed call's transcript and chart every
 settings.dashboard.refresh_s, so a new sentence shows within about that long and nothing
-else on the page is redrawn.
+else on the page is redrawn. A panel's charts are built once per set of sentences
+(`ui.render_sentiment_over_time` keeps their Vega-Lite specs), so a refresh with nothing new
+costs little, and a "Send note" click (its callback runs at the start of the next run) waits
+little behind it.
 """
 
 from __future__ import annotations

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import html
 import re
+import threading
 import time
+from collections import OrderedDict
 from typing import Iterable, Sequence
 
 import altair as alt
@@ -151,14 +154,52 @@ def sentiment_over_time_chart(sentences: Sequence[Sentence], speaker: str, *, sp
     return alt.layer(line, dots).properties(title=alt.Title(speaker.capitalize(), anchor="start", fontSize=13))
 
 
+try:  # Streamlit's own Altair -> Vega-Lite conversion (what st.altair_chart does on every call)
+    from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec
+except ImportError:  # pragma: no cover - another Streamlit: st.altair_chart converts each time
+    _convert_altair_to_vega_lite_spec = None
+
+_CHART_SPECS: OrderedDict[tuple, dict] = OrderedDict()  # (speaker, span, sentences) -> Vega-Lite spec
+_CHART_SPECS_MAX = 256
+_CHART_SPECS_LOCK = threading.Lock()
+
+
+def _sentiment_chart_spec(sentences: Sequence[Sentence], speaker: str, span_s: float) -> dict | None:
+    """The Vega-Lite spec of `sentiment_over_time_chart`, kept for the same sentences: building
+    and validating it costs tens of ms (Altair's JSON-schema validation), and the Live page
+    redraws every call's chart every refresh while new sentences arrive only now and then.
+    The key holds every value the chart shows, so a spec is only ever reused for the same data."""
+    key = (speaker, span_s, tuple((s.start, s.end, s.sentiment, s.confidence, s.text)
+                                  for s in sentences if s.speaker == speaker))
+    with _CHART_SPECS_LOCK:
+        spec = _CHART_SPECS.get(key)
+        if spec is not None:
+            _CHART_SPECS.move_to_end(key)
+            return spec
+    chart = sentiment_over_time_chart(sentences, speaker, span_s=span_s)
+    if chart is None:
+        return None
+    spec = _convert_altair_to_vega_lite_spec(chart)
+    with _CHART_SPECS_LOCK:
+        _CHART_SPECS[key] = spec
+        while len(_CHART_SPECS) > _CHART_SPECS_MAX:
+            _CHART_SPECS.popitem(last=False)
+    return spec
+
+
 def render_sentiment_over_time(sentences: Sequence[Sentence], *, height: int = 150, span_s: float | None = None) -> None:
     """A sentiment-over-time chart per speaker (agent first), on one time axis."""
     speakers = sorted({s.speaker for s in sentences}, key=lambda sp: (sp != "agent", sp))
     end = max([span_s or 0.0, *(s.end for s in sentences)])
     for sp in speakers:
-        chart = sentiment_over_time_chart(sentences, sp, span_s=end)
-        if chart is not None:
-            st.altair_chart(chart, width="stretch", height=height)
+        if _convert_altair_to_vega_lite_spec is None:
+            chart = sentiment_over_time_chart(sentences, sp, span_s=end)
+            if chart is not None:
+                st.altair_chart(chart, width="stretch", height=height)
+            continue
+        spec = _sentiment_chart_spec(sentences, sp, end)
+        if spec is not None:  # a copy: Streamlit moves the datasets out of the spec it is given
+            st.vega_lite_chart(spec=copy.deepcopy(spec), width="stretch", height=height)
 
 
 def counts_html(by_speaker: dict[str, dict[str, int]]) -> str:

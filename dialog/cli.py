@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+GOODBYE_INTENT = "smalltalk.goodbye"  # the small-talk intent that ends an interactive chat
+
 console = Console()
 err = Console(stderr=True)
 
@@ -265,8 +267,10 @@ def chat(
     channels = f" - {speaker.describe()}" if voice or audio_in else f" - backend {backend.name}"
     console.print(f"[dim]session {session}{channels}{leave}[/]")
     spoken = {"n": 0}
+    said_goodbye = {"yes": False}
 
     def say(reply) -> None:
+        said_goodbye["yes"] = reply.intent == GOODBYE_INTENT
         for msg in reply.messages:
             if delays and msg.delay_s and not voice:
                 time.sleep(min(msg.delay_s, 5.0))
@@ -325,6 +329,8 @@ def chat(
                     if not text.strip():
                         break
                     turn(text=text)
+                    if said_goodbye["yes"]:  # the flow said goodbye and reset the session: the chat is over
+                        break
         except VoiceUnavailable as e:
             _fail(str(e))
     finally:

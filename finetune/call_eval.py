@@ -172,6 +172,38 @@ def read_stored(scratch: Path, names: list[str]) -> dict[str, dict]:
     return out
 
 
+def reused_scratch(report: Path, engine: str | None) -> tuple[Path, dict]:
+    """The scratch store and process record of an earlier calls report (`--reuse`)."""
+    import json
+
+    result_file = Path(report) / "result.json"
+    if not result_file.is_file():
+        raise FinetuneError(f"--reuse {report}: no result.json (give the report folder of an earlier `eval pipeline` run on calls)")
+    try:
+        earlier = json.loads(result_file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise FinetuneError(f"--reuse {result_file}: not JSON ({exc})") from None
+    scratch = Path(earlier.get("scratch") or "")
+    if not earlier.get("scratch") or not (scratch / "callsense.db").is_file():
+        raise FinetuneError(f"--reuse {report}: its scratch store ({scratch or 'none recorded'}) is gone; run without --reuse")
+    if engine:
+        raise FinetuneError("--reuse takes the transcripts of the earlier run: --engine cannot change them")
+    return scratch, {**(earlier.get("process") or {}), "reused_from": str(report)}
+
+
+def rescore(stored: dict[str, dict], predictor) -> dict[str, dict]:
+    """The stored sentences with their sentiment given again by `predictor`, one sentence at a
+    time and without context, as the pipeline's sentiment stage gives it."""
+    from dataclasses import replace
+
+    items = [(name, i) for name, got in stored.items() for i in range(len(got["sentences"]))]
+    labels = predictor.predict([stored[n]["sentences"][i].text for n, i in items], use_context=False)
+    out = {name: {**got, "sentences": list(got["sentences"]), "sentiment_model": predictor.model_id} for name, got in stored.items()}
+    for (name, i), label in zip(items, labels):
+        out[name]["sentences"][i] = replace(out[name]["sentences"][i], sentiment=label)
+    return out
+
+
 def evaluate_calls(pairs: list[tuple[Path, Path]], stored: dict[str, dict], predictor, opts, progress=None) -> dict:
     """The figures of the module docstring from the reference turns and the stored sentences."""
     from callsense.finetune.evaluate import SENTIMENT_LABELS

@@ -334,6 +334,9 @@ def finetune_sentiment(
     head_lr: Optional[float] = typer.Option(None, help="Learning rate of the classifier head (default: --lr)."),
     max_length: int = typer.Option(96, help="Max tokens (utterance + context)."),
     class_weights: str = typer.Option("balanced", help="Cross-entropy class weights: balanced (inverse frequency), sqrt or none."),
+    asr_style: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training rows read, each step anew, as a speech "
+                                    "recognizer writes them (punctuation re-written or dropped, a few word errors): "
+                                    "a model that holds up on transcripts. 0: the text as it is."),
     pooling: str = typer.Option("mean", help="Sentence vector: mean (masked mean of the token states) or cls "
                                 "(BERT pooler over [CLS], as the shipped minilm-meld-int8)."),
     dropout: float = typer.Option(0.1, help="Dropout before the classifier."),
@@ -365,7 +368,7 @@ def finetune_sentiment(
             _fail("give --dataset (see `callsense data list`) or --resume RUN")
         config = SentimentJobConfig(
             dataset=dataset, init=init, context_turns=context_turns, max_length=max_length, class_weights=class_weights,
-            pooling=pooling, dropout=dropout, per_channel=per_channel, keep_checkpoint=keep_checkpoint,
+            asr_style=asr_style, pooling=pooling, dropout=dropout, per_channel=per_channel, keep_checkpoint=keep_checkpoint,
             out=str(out) if out else None, model_name=model_name, name=name, register_candidate=register_model,
             train=_train_options(ws.settings, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
                                  max_steps=max_steps, device=device, threads=threads, warmup_ratio=warmup_ratio,
@@ -686,6 +689,9 @@ def eval_pipeline(
     name: Optional[str] = typer.Option(None, "--name", help="Registry model name (default: the kind's own; see `callsense models list`)."),
 
     report: Optional[Path] = typer.Option(None, help="Report folder."),
+    reuse: Optional[Path] = typer.Option(None, help="Calls only: the report folder of an earlier run on the same calls; its "
+                                         "stored sentences are scored again with this run's sentiment model instead of running "
+                                         "the pipeline again (compare sentiment models on the very same transcripts)."),
     database_url: Optional[str] = DB_OPTION,
 ):
     """TR-4910's pipeline sentiment metric: sentiment on ASR text vs on reference text (agreement, mean difference)."""
@@ -701,8 +707,10 @@ def eval_pipeline(
         return _eval_pipeline_calls(ws, data, engine, model_dir or _registry_dir(ws, "sentiment", version, name=name, explicit=model_dir is None
                                                                                  and (version is not None or name is not None
                                                                                       or _serving_backend(ws))),
-                                    report)
+                                    report, reuse)
     engine = engine or "whisper"
+    if reuse is not None:
+        _fail("--reuse is for recorded calls with turn files (the stored sentences of an earlier `eval pipeline` run)")
     rows, label = _rows_from(ws, data, "asr", read_asr_manifest)
     with console.status("loading models ..."):
         system = asr_system(engine, ws.settings)
@@ -723,11 +731,12 @@ def _serving_backend(ws) -> bool:
     return ws.settings.sentiment.backend == "serving"
 
 
-def _eval_pipeline_calls(ws, data: str, engine: Optional[str], sentiment_dir: Optional[Path], report: Optional[Path]) -> None:
+def _eval_pipeline_calls(ws, data: str, engine: Optional[str], sentiment_dir: Optional[Path], report: Optional[Path],
+                        reuse: Optional[Path] = None) -> None:
     """Recorded calls + turn files: `callsense process` into a scratch data dir, stored sentences mapped to turns."""
     import tempfile
 
-    from callsense.finetune.call_eval import evaluate_calls, find_calls, pipeline_env, read_stored, run_process
+    from callsense.finetune.call_eval import evaluate_calls, find_calls, pipeline_env, read_stored, rescore, reused_scratch, run_process
     from callsense.finetune.evaluate import SentimentPredictor
     from callsense.finetune.metrics import BootstrapOptions
     from callsense.finetune.reports import calls_report
@@ -735,18 +744,24 @@ def _eval_pipeline_calls(ws, data: str, engine: Optional[str], sentiment_dir: Op
     pairs = find_calls(Path(data))
     opts = BootstrapOptions.from_settings(ws.settings)
     folder = _report_dir(ws, report, "pipeline-calls")
-    scratch = Path(tempfile.mkdtemp(prefix="callsense-eval-", dir=ws.root if ws.root.is_dir() else None))
-    with console.status(f"running `callsense process` on {len(pairs)} calls (scratch store {scratch}) ..."):
-        proc = run_process([a for a, _ in pairs], scratch, pipeline_env(scratch, asr_engine=engine, sentiment_dir=sentiment_dir))
-    stored = read_stored(scratch, [a.name for a, _ in pairs])
     predictor = SentimentPredictor(sentiment_dir, ws.settings)
+    if reuse is not None:
+        scratch, proc = reused_scratch(reuse, engine)
+        stored = read_stored(scratch, [a.name for a, _ in pairs])
+        with console.status(f"scoring the stored sentences of {reuse} again with {predictor.model_id} ..."):
+            stored = rescore(stored, predictor)
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="callsense-eval-", dir=ws.root if ws.root.is_dir() else None))
+        with console.status(f"running `callsense process` on {len(pairs)} calls (scratch store {scratch}) ..."):
+            proc = run_process([a for a, _ in pairs], scratch, pipeline_env(scratch, asr_engine=engine, sentiment_dir=sentiment_dir))
+        stored = read_stored(scratch, [a.name for a, _ in pairs])
     with _progress() as p:
         result = evaluate_calls(pairs, stored, predictor, opts, RichProgress(p))
     any_call = next(iter(stored.values()), {})
     result.update(data=str(data), process=proc, scratch=str(scratch), bootstrap=opts.__dict__,
                   asr_model=any_call.get("asr_model", ""), stored_sentiment_model=any_call.get("sentiment_model", ""),
                   command="callsense eval pipeline " + str(data) + (f" --engine {engine}" if engine else "")
-                  + (f" (sentiment model {sentiment_dir})" if sentiment_dir else ""))
+                  + (f" --reuse {reuse}" if reuse else "") + (f" (sentiment model {sentiment_dir})" if sentiment_dir else ""))
     console.print(f"{result['calls']} calls, {result['turns']} turns ({result['matched_turns']} with a stored sentence, "
                   f"{result['missed_turns']} missed, {result['unmatched_sentences']} sentences unmatched); pipeline took {proc['seconds']} s")
     for ch, w in result["wer"].items():

@@ -212,9 +212,8 @@ class ModelRegistry:
         artifact_dir = Path(artifact_dir)
         if not artifact_dir.is_dir():
             raise FinetuneError(f"no model folder at {artifact_dir}")
-        # A manifest whose sha256 matches the model file (the ONNX exports always have one; the
-        # NeMo job's manifest names its file but has no sha256 yet).
-        check_model_folder(artifact_dir, format, require_sha256=format != "nemo")
+        # A manifest whose sha256 matches the model file (every job writes one).
+        check_model_folder(artifact_dir, format)
         self.ensure_builtin(name)
         return self._add(name, artifact_dir, format, status="candidate", model_id=model_id, dataset_version=dataset_version,
                          run_id=run_id, metrics=metrics, notes=notes, copy=copy, by=by or current_user())

@@ -41,6 +41,13 @@ class PipelineResources:
         return create_asr_engine(self.settings.model_copy(update={"cpu_threads": 1}))
 
     @cached_property
+    def finals_first(self):
+        """Shared by the transcribe stage and the segment stage's interim thread of this process."""
+        from callsense.ingest.stages.interim import FinalsFirst
+
+        return FinalsFirst()
+
+    @cached_property
     def sentiment_model(self):
         from callsense.nlp.sentiment.base import create_sentiment_model
 
@@ -58,7 +65,8 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
     if name == "segment":
         from callsense.ingest.stages.segment import CallSegmenter
 
-        return CallSegmenter(res.settings, res.blobs, res.vad, interim_engine=res.interim_engine)
+        return CallSegmenter(res.settings, res.blobs, res.vad, interim_engine=res.interim_engine,
+                             finals_first=res.finals_first)
     if name == LIVE_TRANSCRIBE:
         from callsense.asr.engines.riva import RivaEngine
         from callsense.ingest.stages.live_transcribe import RivaLiveTranscriber
@@ -68,7 +76,9 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
         from callsense.ingest.stages.transcribe import UtteranceTranscriber
 
         return UtteranceTranscriber(res.asr_engine, res.blobs, pack_window_s=res.settings.pipeline.asr_window_s,
-                                    pii_redaction=res.settings.pipeline.pii_redaction)
+                                    pii_redaction=res.settings.pipeline.pii_redaction,
+                                    loudness=res.settings.pipeline.sentence_loudness,
+                                    finals_first=res.finals_first)
     if name == "sentiment":
         from callsense.ingest.stages.sentiment import SentenceScorer
 
@@ -77,6 +87,8 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
         from callsense.ingest.categories import rules_from_settings
         from callsense.ingest.stages.store import ResultWriter
 
+        if not res.settings.pipeline.categories:
+            return ResultWriter(res.store, None)
         # An invalid rule file stops here, before the worker consumes anything (CategoryRulesError).
         return ResultWriter(res.store, rules_from_settings(res.settings))
     raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_NAMES)}")

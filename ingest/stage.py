@@ -51,6 +51,15 @@ def dead_letter(stage: str, event: EventModel | None, reason: str, detail: str =
     return DeadLetter(stage=stage, call_id=getattr(event, "call_id", None), reason=reason, detail=detail, fatal=fatal)
 
 
+def stage_units(stage: Stage, events: Sequence[EventModel]) -> list[Sequence[EventModel]]:
+    """The batch cut into the stage's units of work, in order (`stage.units(events)` where the
+    stage defines it; else the whole batch is one unit). A transport hands each unit's outputs
+    on as soon as the unit is done, so a stage whose events are independent (one live
+    utterance each) does not hold the first result back until the last one is ready."""
+    units = getattr(stage, "units", None)
+    return [u for u in units(events) if u] if units is not None else [events]
+
+
 def run_safely(stage: Stage, events: Sequence[EventModel]) -> list[EventModel]:
     """Run a batch; if it fails, run events one by one so only the bad ones are dead-lettered.
     Transient failures propagate: the transport retries them without committing."""

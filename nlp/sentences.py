@@ -34,6 +34,15 @@ def split_sentences(words: Sequence[RecognizedWord]) -> list[list[RecognizedWord
     return [s for s in sentences if "".join(w.text for w in s).strip()]
 
 
+def ends_sentence(text: str) -> bool:
+    """Whether a text's last word ends a sentence (same rule as split_sentences)."""
+    words = text.split()
+    if not words:
+        return False
+    token = words[-1].strip().lower()
+    return bool(_END.search(token)) and token not in _ABBREV and not re.fullmatch(r"\d+\.", token)
+
+
 def join_words(words: Sequence[RecognizedWord]) -> str:
     # Whisper words carry their leading space; other engines' words may not.
     text = "".join(w.text if w.text[:1].isspace() else " " + w.text for w in words)

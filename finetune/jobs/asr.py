@@ -176,8 +176,10 @@ class AsrJob(Job[AsrJobConfig]):
                 s.pop("hypotheses", None)
             metrics["test"] = {**tuned, "n": rep["n"]}
             metrics["test_start_model"] = base
+        from callsense.core.claims import sha256_of
+
         write_json(out_dir / "manifest.json", {"name": f"{config.name}-{run.id}", "format": "nemo", "model_file": "model.nemo",
-                                               "started_from": str(source), "dataset_version": dataset.id, "run_id": run.id,
+                                               "sha256": sha256_of(model_path), "started_from": str(source), "dataset_version": dataset.id, "run_id": run.id,
                                                "metrics": {k: v for k, v in metrics.items() if k != "test_start_model"}})
         artifacts = {"model": str(model_path)}
         if config.register_candidate:

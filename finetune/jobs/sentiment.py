@@ -10,6 +10,10 @@ candidate. This is the one training path of the sentiment model: the shipped
 - The model is `SentenceClassifier` (`jobs/models.py`): `--pooling mean` (masked mean) or
   `cls` (the BERT pooler, as the shipped model), dropout, a linear head; class-weighted
   cross-entropy (`balanced`, `sqrt`, `none`) against MELD's neutral-heavy labels.
+- `asr_style > 0` trains on text as speech recognizers write it: each step reads that share
+  of its rows in one of `ASR_RENDERINGS` recognizer-like renderings (`finetune/asr_style.py`:
+  punctuation re-written or dropped, stretched words squeezed, contractions, a few word
+  errors), so that the model does not learn "!" and "?" as sentiment that transcripts lack.
 - `context_turns > 0` feeds the previous utterances of the conversation as a second segment
   (most recent first; the longer of the two is cut first to fit `max_length`, so the oldest
   context goes first).
@@ -38,6 +42,7 @@ from callsense.finetune.jobs.base import (
 from callsense.finetune.runs import Progress
 from callsense.finetune.workspace import FinetuneError, Workspace, write_json
 
+ASR_RENDERINGS = 4  # renderings tokenized per training row when asr_style > 0
 LABELS = ["negative", "neutral", "positive"]  # logits order of every sentiment model (== nlp.sentiment.base.LABELS)
 
 
@@ -49,6 +54,8 @@ class SentimentJobConfig(OnnxJobConfig):
     context_turns: int = Field(0, ge=0, description="previous utterances fed as a second segment")
     max_length: int = Field(96, ge=8, le=512, description="max tokens (utterance + context)")
     class_weights: Literal["balanced", "sqrt", "none"] = "balanced"
+    asr_style: float = Field(0.0, ge=0, le=1, description="share of training rows read, each epoch anew, as a speech "
+                                                             "recognizer writes them (finetune/asr_style.py)")
     train: TrainOptions = Field(default_factory=TrainOptions)
 
 
@@ -128,8 +135,9 @@ class SentimentJob(Job[SentimentJobConfig]):
         tokenizer = AutoTokenizer.from_pretrained(str(init_path), local_files_only=True)
         label_index = {l: i for i, l in enumerate(LABELS)}
 
-        def encode(rows):
-            firsts, seconds = zip(*(build_input(r["text"], r.get("context") or [], config.context_turns) for r in rows))
+        def encode(rows, texts=None):
+            texts = texts or [r["text"] for r in rows]
+            firsts, seconds = zip(*(build_input(t, r.get("context") or [], config.context_turns) for t, r in zip(texts, rows)))
             if config.context_turns > 0:
                 enc = tokenizer(list(firsts), [s or "" for s in seconds], truncation="longest_first", max_length=config.max_length)
             else:
@@ -137,6 +145,15 @@ class SentimentJob(Job[SentimentJobConfig]):
             return enc["input_ids"]
 
         train_ids, dev_ids = encode(train_rows), encode(dev_rows) if dev_rows else []
+        spoken_ids: list[list] = []  # [rendering][row] -> token ids
+        if config.asr_style > 0:
+            from callsense.finetune.asr_style import renderings
+
+            progress.note(f"rendering the training text as recognizers write it ({ASR_RENDERINGS} per row, "
+                          f"{config.asr_style:.0%} of the rows per step)")
+            alt = renderings([r["text"] for r in train_rows], ASR_RENDERINGS, config.train.seed)
+            spoken_ids = [encode(train_rows, [a[k] for a in alt]) for k in range(ASR_RENDERINGS)]
+        style_rng = np.random.default_rng(config.train.seed + 1)
         train_y = [label_index[r["label"]] for r in train_rows]
         dev_y = np.array([label_index[r["label"]] for r in dev_rows], dtype=np.int64)
         pad = tokenizer.pad_token_id
@@ -159,8 +176,13 @@ class SentimentJob(Job[SentimentJobConfig]):
         weights = class_weight_values(train_y, config.class_weights)
         loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
 
+        def row_ids(i):
+            if spoken_ids and style_rng.random() < config.asr_style:
+                return spoken_ids[int(style_rng.integers(ASR_RENDERINGS))][i]
+            return train_ids[i]
+
         def step_loss(batch, device):
-            ids, mask = collate([train_ids[i] for i in batch])
+            ids, mask = collate([row_ids(i) for i in batch])
             target = torch.tensor([train_y[i] for i in batch], device=device)
             logits = model(ids.to(device), mask.to(device))
             return loss_fn.to(device)(logits, target)
@@ -258,6 +280,7 @@ def export_sentiment_model(model, tokenizer, out_dir: Path, sample, check, ctx: 
                                "note": "applied to the dataset rows (callsense.finetune.sources.normalize_sentence); "
                                        "the onnx runtime applies it to every sentence"},
         "context_turns": config.context_turns,
+        "asr_style": {"share": config.asr_style, "renderings_per_row": ASR_RENDERINGS, "module": "callsense.finetune.asr_style"},
         "pooling": config.pooling,
         "head": model.describe(),
         "dataset_version": ctx.dataset.id,

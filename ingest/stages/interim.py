@@ -15,14 +15,53 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from callsense.core.events import InterimTranscript
+from callsense.core.settings import Settings
 
 log = logging.getLogger("callsense.segment")
+
+
+class FinalsFirst:
+    """Final utterances before interims, inside one worker process: the transcribe stage
+    holds `final()` while it recognizes a final utterance, and the interim thread starts no
+    recognition meanwhile (the OS priority alone still lets an interim take a core from a
+    final on a busy machine). Stages in other processes do not see it; nothing waits on it
+    for long (an interim that waited too long is dropped anyway)."""
+
+    def __init__(self):
+        self._busy = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def final(self) -> Iterator[None]:
+        with self._cond:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def wait_clear(self, timeout: float) -> bool:
+        """Until no final is being recognized (True), or timeout seconds (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._busy == 0, timeout)
+
+
+def partial_redactor(settings: Settings) -> Callable[[str], str]:
+    """The PII masking of interim text: the pipeline's redaction mode, numbers cut short
+    masked too (an interim may end in the middle of a card number)."""
+    from callsense.nlp.pii import PiiRedactor
+
+    redactor = PiiRedactor(settings.pipeline.pii_redaction)
+    return lambda text: redactor.redact_partial(text).text
 
 
 @dataclass
@@ -40,13 +79,18 @@ class InterimRequest:
 
 class InterimRunner:
     def __init__(self, factory: Callable[[], object | None], *, background: bool = True, max_wait_s: float = 0.6,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, finals_first: FinalsFirst | None = None,
+                 redact: Callable[[str], str] | None = None):
         self._factory = factory
+        # Interim text leaves the process (Kafka's interim topic, the Live page): PII is masked
+        # first, numbers cut short included (`PiiRedactor.redact_partial`).
+        self._redact = redact
         self._engine = None
         self._failed = False
         self.background = background
         self.max_wait_s = max_wait_s
         self.clock = clock
+        self.finals_first = finals_first
         self._pending: dict[tuple[str, int], InterimRequest] = {}
         self._done: list[InterimTranscript] = []
         self._cond = threading.Condition()
@@ -109,6 +153,8 @@ class InterimRunner:
         except Exception as e:  # best effort: the final utterance is what counts
             log.warning("interim recognition failed for live call %s: %s", req.call_id, e)
             return None
+        if self._redact is not None:
+            text = self._redact(text).strip()
         if not text:
             return None
         return InterimTranscript(call_id=req.call_id, channel=req.channel, speaker=req.speaker, index=req.index,
@@ -123,6 +169,16 @@ class InterimRunner:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
+            if self.finals_first is not None and not self.finals_first.wait_clear(self.max_wait_s):
+                with self._cond:  # finals kept the CPU all that time: drop what went stale meanwhile
+                    now = self.clock()
+                    for key in [k for k, r in self._pending.items() if now - r.asked_at > self.max_wait_s]:
+                        del self._pending[key]
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                if not self._pending:
+                    continue
                 key = min(self._pending, key=lambda k: self._pending[k].asked_at)
                 req = self._pending.pop(key)
                 self.busy = True

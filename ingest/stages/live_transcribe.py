@@ -6,7 +6,9 @@ open across polls and fed each chunk's samples as they come (s16le, mu-law or A-
 rate: Riva decodes them). Riva's endpointing ends the utterances; each final result
 becomes a `TranscribedUtterance` (word times in call time, index per channel from 0), and
 the call gets `CallOpened` / `CallSegmented` like the VAD path gives it, so the sentiment
-and store stages, and the dashboard, see the same thing.
+and store stages, and the dashboard, see the same thing. Riva's interim results (asked for
+when `live_interim_ms` > 0) become `InterimTranscript`s for the Live page, PII masked
+(numbers cut short included), at most one per channel every `live_interim_ms`.
 
 Threads: a stream reads its audio from a queue that the stage fills, and a thread per
 stream drains its responses into a list. `handle_batch` turns the finals that are ready
@@ -38,9 +40,10 @@ from callsense.asr.engines.riva import RivaEngine, RivaStream, RivaUnavailable, 
 from callsense.core.settings import Settings
 from callsense.core.errors import BadInput
 from callsense.core.events import (
-    CallChunk, CallOpened, CallSegmented, EventModel, TranscribedUtterance,
+    CallChunk, CallOpened, CallSegmented, EventModel, InterimTranscript, TranscribedUtterance,
 )
 from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
+from callsense.ingest.stages.interim import partial_redactor
 from callsense.ingest.stages.segment import missing_chunks_letter
 from callsense.ingest.stage import dead_letter
 from callsense.ingest.stages.transcribe import utterance_sentences
@@ -100,6 +103,12 @@ class _StreamRun:
     lock: threading.Lock = field(default_factory=threading.Lock)
     any_final: bool = False
     last_final_at: float = 0.0  # monotonic
+    interim: StreamingTranscript | None = None  # Riva's newest interim result not handed on yet
+
+    def take_interim(self) -> StreamingTranscript | None:
+        with self.lock:
+            out, self.interim = self.interim, None
+        return out
 
     def take(self) -> list[StreamingTranscript]:
         with self.lock:
@@ -128,6 +137,8 @@ class _Channel:
     last_error: str = ""
     retry_at: float = 0.0
     delay: float = 0.0
+    interim_seq: int = 0
+    interim_at: float = 0.0  # monotonic time of the last interim handed on
 
     @property
     def width(self) -> int:
@@ -170,6 +181,10 @@ class RivaLiveTranscriber:
         self.engine = engine
         self._calls: dict[str, _LiveCall] = {}
         self._redactor = PiiRedactor(settings.pipeline.pii_redaction)
+        # Interim text (Riva's interim results) on the interim topic, at most every
+        # live_interim_ms per channel, PII masked like the segment path's (0: none asked for).
+        self._interim_s = settings.pipeline.live_interim_ms / 1000
+        self._redact_interim = partial_redactor(settings)
         self._order = ChunkReorderBuffer(settings.pipeline.live_reorder_window, self.name)
         self._wakeup = threading.Event()
         # Set once a transport calls `pending()` between polls: it then collects a call's
@@ -301,7 +316,8 @@ class RivaLiveTranscriber:
         run = _StreamRun(feed, None, base=ch.kept_from, started=now)
         ch.run = run
         try:
-            run.handle = self.engine.open_stream(feed, interim_results=False, sample_rate=ch.rate, encoding=ch.encoding)
+            run.handle = self.engine.open_stream(feed, interim_results=self._interim_s > 0, sample_rate=ch.rate,
+                                                 encoding=ch.encoding)
         except Exception as e:  # serviced like a stream that failed at once
             run.error = e
             run.done.set()
@@ -315,7 +331,11 @@ class RivaLiveTranscriber:
                     with run.lock:
                         run.finals.append(result)
                         run.any_final, run.last_final_at = True, time.monotonic()
+                        run.interim = None  # the final replaces it
                     self._wakeup.set()
+                elif result.text.strip():
+                    with run.lock:
+                        run.interim = result
         except BaseException as e:  # handed to the consumer thread
             run.error = e
         finally:
@@ -374,6 +394,13 @@ class RivaLiveTranscriber:
                 utt = self._utterance(call, ch, result, run.base)
                 if utt is not None:
                     out.append(utt)
+            if self._interim_s > 0 and now - ch.interim_at >= self._interim_s:
+                interim = run.take_interim()
+                if interim is not None:
+                    ev = self._interim(call, ch, interim, run.base)
+                    if ev is not None:
+                        ch.interim_at = now
+                        out.append(ev)
             healthy = run.any_final or (not ch.input_closed and not run.done.is_set() and now - run.started >= HEALTHY_AFTER_S)
             if ch.failing_since is not None and healthy:
                 log.info("live call %s channel %d: Riva stream reopened after %.1f s; it goes on from call time %.2f s",
@@ -433,6 +460,17 @@ class RivaLiveTranscriber:
             if ch.input_closed:
                 ch.complete = True
         ch.retry_at = now + ch.delay
+
+    def _interim(self, call: _LiveCall, ch: _Channel, result: StreamingTranscript, base: int) -> InterimTranscript | None:
+        """Riva's interim result as the Live page's grey line of the utterance being spoken."""
+        text = self._redact_interim(result.text.strip()).strip()
+        if not text:
+            return None
+        offset = base / ch.rate
+        start = result.words[0].start + offset if result.words else ch.last_end
+        ch.interim_seq += 1
+        return InterimTranscript(call_id=call.call_id, channel=ch.index, speaker=call.speakers[ch.index], index=ch.count,
+                                 text=text, start=start, end=max(start, offset + result.audio_processed), seq=ch.interim_seq)
 
     def _utterance(self, call: _LiveCall, ch: _Channel, result: StreamingTranscript, base: int) -> TranscribedUtterance | None:
         offset = base / ch.rate

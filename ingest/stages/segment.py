@@ -35,8 +35,9 @@ from callsense.core.events import (
     CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan,
 )
 from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
-from callsense.ingest.stages.interim import InterimRequest, InterimRunner
+from callsense.ingest.stages.interim import FinalsFirst, InterimRequest, InterimRunner, partial_redactor
 from callsense.ingest.stage import dead_letter
+from callsense.nlp.sentences import ends_sentence
 from callsense.audio.vad import (
     EndpointerOptions, SileroModel, Span, SpeechProbabilityStream, UtteranceEndpointer, speech_spans,
 )
@@ -73,6 +74,7 @@ class _LiveChannel:
     speech_since_interim: bool = False  # a voiced frame arrived since the last interim
     interim_at: int = 0  # call sample position of the last interim
     interim_seq: int = 0
+    checked_pause: int | None = None  # start of the last pause checked for a sentence end
 
 
 @dataclass
@@ -90,7 +92,8 @@ class CallSegmenter:
     inputs = ("calls",)
 
     def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None,
-                 interim_engine: Callable[[], object | None] | None = None, interim_background: bool = True):
+                 interim_engine: Callable[[], object | None] | None = None, interim_background: bool = True,
+                 finals_first: FinalsFirst | None = None):
         self.settings = settings
         self.blobs = blobs
         self.vad = vad or SileroModel()
@@ -103,13 +106,30 @@ class CallSegmenter:
         # Interim text: a factory of the live ASR engine (None: no interims), built at the first need.
         self._interim_every = settings.pipeline.live_interim_ms * TARGET_RATE // 1000
         self.interims = (InterimRunner(interim_engine, background=interim_background,
-                                       max_wait_s=max(0.3, 2 * settings.pipeline.live_interim_ms / 1000))
+                                       max_wait_s=max(0.3, 2 * settings.pipeline.live_interim_ms / 1000),
+                                       finals_first=finals_first, redact=partial_redactor(settings))
                          if interim_engine is not None and self._interim_every > 0 else None)
         self.clock = time.time  # wall clock: how far behind real time a live chunk is handled
+        # Sentence pauses: a pause this long (samples) inside an open utterance is checked for a
+        # sentence end with an engine of the segment stage's own (built at the first need).
+        self._sentence_pause = settings.pipeline.live_sentence_pause_ms * TARGET_RATE // 1000
+        if self._sentence_pause >= settings.pipeline.live_min_silence_ms * TARGET_RATE // 1000:
+            self._sentence_pause = 0  # the endpointer closes there anyway
+        self._pause_engine_factory = interim_engine
+        self._pause_engine = None
+        if self._sentence_pause and self.segments_live_calls and interim_engine is not None:
+            self._pause_engine = interim_engine()  # now, not in the middle of the first live call
+        self.sentence_closes = 0
 
     def open_calls(self) -> set[str]:
         """Live calls whose state lives in memory: their chunks must be replayed after a crash."""
         return self._order.open_calls()
+
+    def units(self, events: Sequence[EventModel]) -> list[list[EventModel]]:
+        """One event per unit of work (`ingest.stage.stage_units`): an utterance closed by the
+        first chunk of a poll goes on before the other chunks of the poll are run through the
+        VAD."""
+        return [[ev] for ev in events]
 
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
         out: list[EventModel] = []
@@ -251,6 +271,8 @@ class CallSegmenter:
             chan.speech_since_interim = True
         for span in chan.endpointer.push(probs):
             out.append(self._live_batch(call, chan, c, span))
+        if self._sentence_pause:
+            self._maybe_close_at_sentence(call, chan, c, out)
         # Keep only what an open utterance (plus its left padding) may still need.
         keep_from = chan.endpointer.open_since
         if keep_from is None:
@@ -259,6 +281,30 @@ class CallSegmenter:
         if drop:
             chan.audio = chan.audio[drop:]
             chan.base += drop
+
+    def _maybe_close_at_sentence(self, call: _LiveCall, chan: _LiveChannel, c: int, out: list) -> None:
+        """A pause of live_sentence_pause_ms inside an open utterance: recognize the utterance so
+        far and, when it ends a sentence, close the utterance where the pause began (the
+        sentence goes on now instead of after the rest of the utterance). Synchronous and
+        independent of timing, so a replayed call is cut the same way; each pause is checked once."""
+        pause = chan.endpointer.pause
+        if pause is None or pause[1] < self._sentence_pause or chan.checked_pause == pause[0]:
+            return
+        chan.checked_pause = pause[0]
+        engine = self._pause_engine
+        if engine is None:
+            engine = self._pause_engine = self._pause_engine_factory() if self._pause_engine_factory else None
+            if engine is None:
+                self._sentence_pause = 0
+                return
+        start = max(chan.endpointer.open_since or chan.base, chan.base)
+        audio = chan.audio[start - chan.base:]
+        text = " ".join(seg.text.strip() for seg in engine.transcribe_live(audio) if seg.text.strip())
+        if ends_sentence(text):
+            spans = chan.endpointer.close_at_pause()
+            self.sentence_closes += len(spans)
+            for span in spans:
+                out.append(self._live_batch(call, chan, c, span))
 
     def _live_batch(self, call: _LiveCall, chan: _LiveChannel, c: int, span: Span) -> UtteranceBatch:
         end = min(span.end, chan.base + chan.audio.size)

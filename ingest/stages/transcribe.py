@@ -13,6 +13,7 @@ call's transcript.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,6 +25,7 @@ from callsense.audio.loudness import span_dbfs
 from callsense.audio.pcm import s16le_to_float
 from callsense.audio.resample import TARGET_RATE
 from callsense.core.events import EventModel, Sentence, TranscribedUtterance, UtteranceBatch, UtteranceSpan, Word
+from callsense.ingest.stages.interim import FinalsFirst
 from callsense.nlp.pii import PiiRedactor, redact_words
 from callsense.nlp.sentences import join_words, split_sentences
 
@@ -76,20 +78,35 @@ class UtteranceTranscriber:
     inputs = ("utterances",)
 
     def __init__(self, engine: AsrEngine, blobs: BlobStore, pack_window_s: float | None = None,
-                 pii_redaction: str = "mask"):
+                 pii_redaction: str = "mask", loudness: bool = True,
+                 finals_first: FinalsFirst | None = None):
         self.engine = engine
         self.blobs = blobs
+        self.loudness = loudness  # each sentence's dBFS (a call characteristic; settings.pipeline.sentence_loudness)
+        # Tells the segment stage's interim thread (same process) to start nothing while a
+        # final utterance is being recognized (ingest/stages/interim.py).
+        self.finals_first = finals_first
         # PII leaves this stage masked (or removed): nothing downstream sees it in clear.
         self.redactor = PiiRedactor(pii_redaction)
         # Pack only for engines whose cost per pass does not shrink with shorter audio.
         fixed = getattr(engine, "fixed_window_s", None)
         self.window_s = min(pack_window_s or fixed, fixed) if fixed else None
 
+    def units(self, events: Sequence[EventModel]) -> list[list[EventModel]]:
+        """Units of work for the transport (`ingest.stage.stage_units`): with an engine whose
+        cost follows the audio each utterance batch is its own unit, so its result goes on
+        as soon as it is recognized instead of after every other utterance of the poll; a
+        fixed-window engine packs the whole poll (one unit)."""
+        if self.window_s is not None:
+            return [list(events)]
+        return [[ev] for ev in events]
+
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
         batches = [ev for ev in events if isinstance(ev, UtteranceBatch)]
         out: list[EventModel] = []
         for group in self._groups(batches):
-            out.extend(self._transcribe_group(group))
+            with self.finals_first.final() if self.finals_first is not None else nullcontext():
+                out.extend(self._transcribe_group(group))
         return out
 
     def _groups(self, batches: Sequence[UtteranceBatch]) -> list[list[_Placed]]:
@@ -153,7 +170,7 @@ class UtteranceTranscriber:
                    audio: np.ndarray | None = None) -> TranscribedUtterance:
         words = redact_words(words, self.redactor)  # before any text leaves the stage
         sentences = utterance_sentences(words)
-        if audio is not None:
+        if audio is not None and self.loudness:
             sentences = [with_loudness(s, audio, u) for s in sentences]
         conf = sum(w.probability for w in words) / len(words) if words else None
         return TranscribedUtterance(

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from callsense.core.settings import Settings
 from callsense.core.errors import OutageGaveUp, TransientError
 from callsense.core.events import EventModel, decode_event, encode_event, event_key
-from callsense.ingest.stage import TOPIC_OF_KIND, Stage, dead_letter, run_safely
+from callsense.ingest.stage import TOPIC_OF_KIND, Stage, dead_letter, run_safely, stage_units
 from callsense.ingest.transports.outage import Outage
 
 log = logging.getLogger("callsense.kafka")
@@ -121,6 +121,10 @@ class KafkaPublisher:
         from kafka.errors import KafkaTimeoutError
 
         while True:
+            # Only what was published before this flush is judged by it: another stage thread
+            # may publish meanwhile, and its records are not acknowledged yet (not failed).
+            with self._lock:
+                pending = list(self._pending)
             try:
                 self._producer.flush(timeout=5)
             except KafkaTimeoutError:
@@ -129,11 +133,15 @@ class KafkaPublisher:
                     raise StoppedDuringOutage(self._unsent_summary()) from None
                 self.outage.wait()
                 continue
+            undone = [p for p in pending if not p[0].is_done]
+            ended = {id(p) for p in pending if p[0].is_done}
             with self._lock:
-                pending, self._pending = self._pending, []
-                self._pending_bytes = 0
-            failed = [p for p in pending if not p[0].succeeded()]
-            self.sent += len(pending) - len(failed)
+                self._pending = [p for p in self._pending if id(p) not in ended]
+                self._pending_bytes = sum(len(p[5]) for p in self._pending)
+            failed = [p for p in pending if p[0].is_done and not p[0].succeeded()]
+            self.sent += len(ended) - len(failed)
+            if undone and not failed:
+                continue  # sent before the flush yet still in flight: flush again
             if not failed:
                 self.outage.ok()
                 return
@@ -313,18 +321,8 @@ class StageConsumer:
                             key = rec.key.decode(errors="replace") if rec.key else None
                             events.append((tp, rec.offset, dead_letter(self.stage.name, None,
                                            f"undecodable message at {tp.topic}[{tp.partition}]@{rec.offset} (key {key}): {str(e)[:200]}")))
-                while True:
-                    try:
-                        self._process(events)
-                        self.dependency.ok()
-                        break
-                    except TransientError as e:
-                        # Logged when the dependency goes away and when it is back, not per
-                        # retry; the inputs stay uncommitted, so waiting loses nothing.
-                        self.dependency.failed(str(e))
-                        if self.stop.is_set():
-                            return
-                        self.dependency.wait()
+                if not self._process(events):
+                    return  # stopped while a dependency was away: nothing committed
                 commits = {}
                 for tp, records in polled.items():
                     commit_at = self._commit_position(tp, records[-1].offset + 1)
@@ -366,8 +364,15 @@ class StageConsumer:
             self.publisher.publish(ready)
             self.publisher.flush()
 
-    def _process(self, events: Sequence[tuple]) -> None:
-        """events: (partition, offset, event) in poll order."""
+    def _process(self, events: Sequence[tuple]) -> bool:
+        """events: (partition, offset, event) in poll order. The stage's units of work
+        (`stage_units`: one live utterance, one live chunk) are run one after the other and
+        each unit's outputs are handed to the producer as soon as it is done, so the first
+        utterance of a poll does not wait for the recognition of the others; everything is
+        flushed once at the end, before the caller commits (at-least-once as before). A unit
+        that fails with TransientError is retried alone (units already done are not run
+        again: the segment stage's live state must see each chunk once). False: stopped
+        while waiting for a dependency (nothing is committed then)."""
         from callsense.core.events import DeadLetter
 
         passthrough = [ev for _, _, ev in events if isinstance(ev, DeadLetter) and "dead-letters" not in self.stage.inputs]
@@ -375,10 +380,26 @@ class StageConsumer:
         for tp, off, ev in events:
             if getattr(ev, "kind", "") == "call_chunk" and (tp, ev.call_id) not in self._first_offset:
                 self._first_offset[(tp, ev.call_id)] = off
-        outputs = run_safely(self.stage, work) if work else []
-        self.publisher.publish([*passthrough, *outputs])
+        if passthrough:
+            self.publisher.publish(passthrough)
+        for unit in stage_units(self.stage, work) if work else ():
+            while True:
+                try:
+                    outputs = run_safely(self.stage, unit)
+                    self.dependency.ok()
+                    break
+                except TransientError as e:
+                    # Logged when the dependency goes away and when it is back, not per
+                    # retry; the inputs stay uncommitted, so waiting loses nothing.
+                    self.dependency.failed(str(e))
+                    if self.stop.is_set():
+                        return False
+                    self.dependency.wait()
+            if outputs:
+                self.publisher.publish(outputs)
         self.publisher.flush()
         self.processed += len(events)
+        return True
 
     def _commit_position(self, tp, next_offset: int) -> int | None:
         open_calls = getattr(self.stage, "open_calls", None)

@@ -34,8 +34,11 @@ import phonenumbers
 Mode = Literal["off", "mask", "remove"]
 MODES: tuple[str, ...] = ("off", "mask", "remove")
 KINDS = ("CARD", "EMAIL", "PHONE", "ADDRESS", "ACCOUNT")
-MASKS = {kind: f"[{kind}]" for kind in KINDS}
-_PRIORITY = {kind: i for i, kind in enumerate(KINDS)}  # lower wins
+# A number cut short (live interim text ends mid-utterance): not yet any kind, masked anyway.
+PARTIAL_NUMBER = "NUMBER"
+PARTIAL_MIN_DIGITS = 3
+MASKS = {kind: f"[{kind}]" for kind in (*KINDS, PARTIAL_NUMBER)}
+_PRIORITY = {kind: i for i, kind in enumerate((*KINDS, PARTIAL_NUMBER))}  # lower wins
 
 UNITS = {"zero": 0, "oh": 0, "o": 0, "nought": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
          "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -341,6 +344,21 @@ class PiiRedactor:
         if not spans:
             return RedactedText(text, [])
         return RedactedText(self.apply(text, spans), spans)
+
+    def redact_partial(self, text: str) -> RedactedText:
+        """`redact` for text that may stop in the middle of a number (live interim text: "my
+        card is four one one one two" is no card yet, but its digits must not be shown):
+        every run of PARTIAL_MIN_DIGITS or more digits, written or spoken, that the full rules
+        do not (yet) call PII is masked as [NUMBER] as well."""
+        if self.mode == "off" or not text:
+            return RedactedText(text, [])
+        spans = self.find(text)
+        if _PRECHECK.search(text):
+            for run in _digit_parts(text, _tokens(text)):
+                if len("".join(p.digits for p in run)) >= PARTIAL_MIN_DIGITS:
+                    spans.append((PARTIAL_NUMBER, run[0].start, run[-1].end))
+        spans = _merge(spans)
+        return RedactedText(self.apply(text, spans) if spans else text, spans)
 
     def apply(self, text: str, spans: Sequence[tuple[str, int, int]]) -> str:
         """`text` with the spans replaced by their masks (or removed)."""

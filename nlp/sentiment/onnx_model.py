@@ -25,6 +25,9 @@ def load_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+LENGTH_BUCKET = 16  # rows per ONNX run when a batch is cut into runs of like-length sentences
+
+
 @sentiment_models.register("onnx")
 class OnnxSentimentModel(SentimentModel):
     name = "onnx"
@@ -63,12 +66,25 @@ class OnnxSentimentModel(SentimentModel):
     def score(self, texts: Sequence[str]) -> list[SentimentScore]:
         if not texts:
             return []
-        enc = self._tokenizer.encode([t.translate(self._normalize) if t.strip() else "." for t in texts])
-        logits = self._session.run(None, enc.feed(self._inputs))[0]
-        z = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        clean = [t.translate(self._normalize) if t.strip() else "." for t in texts]
+        if len(clean) <= LENGTH_BUCKET:
+            probs = self._probs(clean)
+        else:
+            # A batch pads every row to its longest: sentences of like length go together
+            # (a call's "Yes." and its 60-token complaint would otherwise cost alike).
+            order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
+            probs = np.empty((len(clean), len(self.labels)), dtype=np.float32)
+            for s in range(0, len(order), LENGTH_BUCKET):
+                rows = order[s:s + LENGTH_BUCKET]
+                probs[rows] = self._probs([clean[i] for i in rows])
         out = []
         for row in probs:
             i = int(row.argmax())
             out.append(SentimentScore(self.labels[i], float(row[i]), {l: float(p) for l, p in zip(self.labels, row)}))
         return out
+
+    def _probs(self, texts: list[str]) -> np.ndarray:
+        enc = self._tokenizer.encode(texts)
+        logits = self._session.run(None, enc.feed(self._inputs))[0]
+        z = logits - logits.max(axis=1, keepdims=True)
+        return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)

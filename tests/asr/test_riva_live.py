@@ -34,7 +34,9 @@ from callsense.nlp.sentiment.base import DEFAULT_MODEL_DIR  # noqa: E402
 
 
 def live_stage(settings: Settings, check_model: bool = True, **overrides) -> RivaLiveTranscriber:
-    settings = settings.model_copy(update={"live_asr": "riva-streaming", **overrides})
+    """The stage without interim text unless asked for (`live_interim_ms`): interim decodes
+    cost riva-serve's CPU, and only the first test looks at them."""
+    settings = settings.model_copy(update={"live_asr": "riva-streaming", "live_interim_ms": 0, **overrides})
     return RivaLiveTranscriber(settings, RivaEngine(settings, streaming=True, check_model=check_model))
 
 
@@ -110,6 +112,26 @@ def test_finals_arrive_during_the_call_in_call_time_with_the_embedded_words(riva
     reference = embedded_live_text(path, tmp_path, normalize)
     assert jiwer.wer(reference, text_of(utts, normalize)) <= 0.25, (reference, text_of(utts, normalize))
     assert "ask what you can do for your country" in text_of(utts, normalize)
+
+
+def test_riva_interim_results_become_the_live_pages_interim_text(riva_settings, shared_audio, normalize):
+    stage = live_stage(riva_settings, live_interim_ms=300)
+    events = feed(stage, live_chunks(shared_audio / "jfk.flac", call_id="jfk-live", realtime=True))
+    utts = check_call_events(events, 1)
+    # Riva's interim results became the Live page's grey lines: each names the utterance it
+    # will become and comes before that final
+    interims = [(i, ev) for i, (_, ev) in enumerate(events) if ev.kind == "interim"]
+    assert interims, "no interim text while the call was spoken"
+    final_at = {u.index: i for i, (_, u) in enumerate(events) if u.kind == "transcribed"}
+    by_index = {u.index: u for u in utts}
+    assert [ev.seq for _, ev in interims] == sorted({ev.seq for _, ev in interims})
+    last_of = {}
+    for pos, ev in interims:
+        assert ev.call_id == "jfk-live" and ev.channel == 0 and ev.index in by_index and pos < final_at[ev.index]
+        assert 0 <= ev.start <= ev.end <= 11.2
+        last_of[ev.index] = ev
+    # (what an interim says is riva-serve's business: an early one may be a guess from a syllable)
+    assert all(ev.text.strip() for ev in last_of.values())
 
 
 @pytest.mark.parametrize("encoding,rate", [("s16le", 16000), ("mulaw", 8000)])

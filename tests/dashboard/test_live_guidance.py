@@ -169,3 +169,6 @@ def test_the_agents_view_refreshes_by_itself(seeded):
     DashboardData(seeded.engine, MANAGER).add_note(CALL, "Slow down a little.")
     at.run()  # what the fragment's run_every does in the browser
     assert [t.value.split("\n", 1)[1] for t in at.text] == ["Slow down a little."]
+    DashboardData(seeded.engine, MANAGER).add_note(CALL, "Now offer the voucher.")
+    at.run()  # newest first
+    assert [t.value.split("\n", 1)[1] for t in at.text] == ["Now offer the voucher.", "Slow down a little."]

@@ -276,3 +276,18 @@ def test_a_page_is_added_by_one_module(tmp_path, monkeypatch):
     from callsense.dashboard import registry
 
     registry._PAGES.pop("assistant", None)
+
+
+def test_a_sentiment_chart_is_built_once_per_set_of_sentences():
+    """The Live page redraws each chart every refresh: the spec is reused only for the same data."""
+    from callsense.dashboard import ui
+    from callsense.store.schema import Sentence
+
+    said = [Sentence(call_id="c", channel=0, utterance_idx=i, idx=0, speaker="agent", text=f"sentence {i}",
+                     start=2.0 * i, end=2.0 * i + 1, sentiment="neutral", confidence=0.9) for i in range(3)]
+    spec = ui._sentiment_chart_spec(said, "agent", 10.0)
+    assert spec is not None and ui._sentiment_chart_spec(list(said), "agent", 10.0) is spec
+    relabelled = said[:2] + [Sentence(**{**said[2].model_dump(), "sentiment": "negative"})]
+    assert ui._sentiment_chart_spec(relabelled, "agent", 10.0) is not spec
+    assert ui._sentiment_chart_spec(said, "agent", 12.0) is not spec  # another time axis
+    assert ui._sentiment_chart_spec(said, "customer", 10.0) is None

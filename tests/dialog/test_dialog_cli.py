@@ -99,3 +99,10 @@ def test_chat_then_export_and_retrain_files(cli, tmp_path):
 def test_export_csv_rejects_a_bad_day(cli):
     result = cli("dialog", "export-csv", "--day", "June 2nd")
     assert result.exit_code == 1 and "--day must look like" in result.output
+
+
+def test_chat_ends_when_the_user_says_goodbye(cli):
+    result = cli("chat", "--no-delays", "--session", "cli-bye", input="goodbye\nwhat's the weather?\n\n")
+    assert result.exit_code == 0, result.output
+    assert "assistant:" in result.output and "For which location?" not in result.output, "the chat went on after goodbye"
+    assert "--session cli-bye" in result.output

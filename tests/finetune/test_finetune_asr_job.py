@@ -51,3 +51,7 @@ def test_asr_job_end_to_end_with_resume(workspace, audio_manifest, tmp_path):
     assert test["n"] == len(ds.rows("test")) and test["words"] > 10 and "value" in test["wer"]
     assert "test_start_model" in run["metrics"]
     assert run["artifacts"]["registry"].startswith("asr v")
+    manifest = json.loads((run_dir / "model" / "manifest.json").read_text())
+    from callsense.core.claims import sha256_of
+
+    assert manifest["sha256"] == sha256_of(tuned), "the registry can check the model file against its manifest"

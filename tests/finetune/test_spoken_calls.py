@@ -142,5 +142,41 @@ def test_eval_pipeline_runs_the_pipeline_on_the_calls(tiny_set, tmp_path, monkey
     md = (report / "report.md").read_text()
     assert "Word error rate per channel" in md and "Confusion matrices" in md and (report / "report.html").is_file()
     assert (report / "wer_channels.png").is_file() and (report / "confusion_stored.png").is_file()
+    # the same transcripts scored again (another sentiment model would be compared on them)
+    again = tmp_path / "again"
+    res = CliRunner().invoke(app, ["eval", "pipeline", str(out / "clean"), "--reuse", str(report), "--report", str(again)])
+    assert res.exit_code == 0, res.output
+    second = json.loads((again / "result.json").read_text())
+    assert second["process"]["reused_from"] == str(report) and second["matched_turns"] == result["matched_turns"]
+    assert [r["stored"] for r in second["turn_rows"]] == [r["stored"] for r in result["turn_rows"]]
+    res = CliRunner().invoke(app, ["eval", "pipeline", str(out / "clean"), "--reuse", str(tmp_path / "nothing")])
+    assert res.exit_code != 0 and "no result.json" in " ".join(res.output.split()) and "Traceback" not in res.output
     # the real store never saw the calls: they went to a scratch data dir
     assert not (tmp_path / "data" / "callsense.db").exists() or "meld-dev" not in (tmp_path / "data" / "callsense.db").read_bytes().decode("latin-1")
+
+
+def test_spoken_transcripts_refuse_a_set_built_from_dev(tiny_set, tmp_path):
+    from callsense.finetune.spoken_transcripts import transcribe_set
+    from callsense.finetune.workspace import FinetuneError
+
+    out, _ = tiny_set
+    with pytest.raises(FinetuneError, match="only a set built from train"):
+        transcribe_set(out / "clean", tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_spoken_transcripts_of_a_train_set_are_a_meld_training_source(tmp_path, shared_data, workspace):
+    import csv
+
+    from callsense.finetune.datasets import DatasetStore, SplitPlan
+    from callsense.finetune.spoken_transcripts import transcribe_set
+
+    build("train", tmp_path / "train", dialogues=1, seed=7, max_turns=3, source_dir=shared_data / "sentiment" / "meld")
+    info = transcribe_set(tmp_path / "train" / "clean", tmp_path / "spoken.csv")
+    rows = list(csv.DictReader(open(tmp_path / "spoken.csv", encoding="utf-8")))
+    turns = read_turns(next((tmp_path / "train" / "clean").glob("*.turns.csv")))
+    assert info["written"] == len(rows) >= len(turns) - 1 and rows
+    assert all(r["Sentiment"] in ("negative", "neutral", "positive") and r["Utterance"] for r in rows)
+    assert [r["Sentiment"] for r in rows] == [turns[int(r["Utterance_ID"])].sentiment for r in rows]
+    version = DatasetStore(workspace).build("sentiment", [f"meld:{tmp_path / 'spoken.csv'}@train"], plan=SplitPlan(0.0, 0.0)).version
+    assert version.counts()["train"] == len(rows)

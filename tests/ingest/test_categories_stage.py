@@ -125,3 +125,40 @@ def test_sentence_loudness_comes_from_its_audio():
     loud = with_loudness(Sentence(index=1, text="b", start=11.0, end=12.0), audio, u)
     assert quiet.loudness_dbfs == pytest.approx(-40.0, abs=0.01)
     assert loud.loudness_dbfs == pytest.approx(-6.02, abs=0.01)
+
+
+def test_categories_off_stores_none_and_reads_no_rule_file(store, tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("categories:\n  - name: x\n    match: {sentiment: angry}\n")  # would stop the stage if read
+    settings = Settings(data_dir=tmp_path, categories=False, categories_file=bad)
+    assert build_stage("store", PipelineResources(settings)).categories is None
+    writer = ResultWriter(store, None)
+    writer.handle_batch(billing("rec-off", "recorded"))
+    assert store.get_call("rec-off").status == "done" and store.categories("rec-off") == []
+
+
+def test_sentence_loudness_off(tmp_path, monkeypatch):
+    from callsense.asr.base import RecognizedSegment, RecognizedWord
+    from callsense.audio.pcm import float_to_s16le
+    from callsense.core.events import UtteranceBatch
+    from callsense.ingest.stages.transcribe import UtteranceTranscriber
+    from callsense.store.blobs import BlobStore
+
+    class Engine:
+        fixed_window_s = None
+        model_id = "scripted"
+
+        def transcribe(self, audio):
+            return [RecognizedSegment("Hello there.", 0.1, 0.9, [RecognizedWord(" Hello", 0.1, 0.4, 0.9),
+                                                                  RecognizedWord(" there.", 0.5, 0.9, 0.9)])]
+
+    blobs = BlobStore(tmp_path, 1 << 20)
+    ev = UtteranceBatch(call_id="c1", channel=0, speaker="agent", utterances=[UtteranceSpan(index=0, start=0.0, end=1.0, offset=0.0)],
+                        audio=blobs.put(float_to_s16le(0.1 * np.ones(16000, np.float32))))
+    levels = {on: UtteranceTranscriber(Engine(), blobs, loudness=on).handle_batch([ev])[0].sentences[0].loudness_dbfs
+              for on in (True, False)}
+    assert levels[True] == pytest.approx(-20.0, abs=0.1) and levels[False] is None
+    monkeypatch.setenv("CALLSENSE_SENTENCE_LOUDNESS", "false")
+    monkeypatch.setenv("CALLSENSE_CATEGORIES", "0")
+    assert (Settings().pipeline.sentence_loudness, Settings().pipeline.categories) == (False, False)
+    assert Settings(data_dir=tmp_path).pipeline.sentence_loudness is False

@@ -112,3 +112,14 @@ def test_words_of_a_span_become_one_masked_word_spanning_their_times():
 def test_a_span_inside_one_long_word_keeps_the_rest():
     out = redact_words([W("call me on 212 555 0147 please", 0.0, 3.0)], PiiRedactor("mask"))
     assert [w.text for w in out] == ["call me on [PHONE] please"]
+
+
+def test_interim_text_masks_numbers_cut_short():
+    """Live interim text may stop in the middle of a card number: no run of digits is shown."""
+    r = PiiRedactor("mask")
+    assert r.redact_partial("my card is four one one one two two").text == "my card is [NUMBER]"
+    assert r.redact_partial("call me at five five five").text == "call me at [NUMBER]"
+    assert r.redact_partial("my card is 4111 1111 1111 1111 and").text == "my card is [CARD] and"
+    assert r.redact_partial("I have two kids and 12 cats").text == "I have two kids and 12 cats"
+    assert PiiRedactor("remove").redact_partial("my card is four one one one two").text == "my card is"
+    assert PiiRedactor("off").redact_partial("four one one one").text == "four one one one"

@@ -159,3 +159,51 @@ def test_the_feed_reads_interims_published_to_the_topic(kafka_bootstrap):
     finally:
         feed.close()
         publisher.close()
+
+
+def test_no_interim_starts_while_a_final_is_being_recognized():
+    """The transcribe stage holds FinalsFirst.final() during a final's recognition; the interim
+    thread waits for it to clear before starting one (finals first, inside the process)."""
+    import threading
+
+    from callsense.ingest.stages.interim import FinalsFirst, InterimRequest, InterimRunner
+
+    waiting = threading.Event()
+
+    class Gate(FinalsFirst):
+        def wait_clear(self, timeout):
+            waiting.set()
+            return super().wait_clear(timeout)
+
+    gate, engine = Gate(), SecondsEngine()
+    runner = InterimRunner(lambda: engine, max_wait_s=1e9, finals_first=gate)
+    with gate.final():
+        runner.ask(InterimRequest("c", 0, "agent", 0, 0.0, 1.0, 1, np.zeros(16000, np.float32), 0.0))
+        assert waiting.wait(60)  # the thread got the request and waits for the final
+        assert engine.calls == []
+    runner.wait_idle()
+    assert [e.text for e in runner.collect()] == ["heard 1.0 s"] and engine.calls == [16000]
+
+
+class CardEngine(SecondsEngine):
+    """Hears a card number being read out, a digit more with every interim."""
+
+    digits = "four one one one two two two two".split()
+
+    def transcribe_live(self, audio):
+        self.calls.append(audio.size)
+        yield RecognizedSegment(text="my card is " + " ".join(self.digits[:len(self.calls) % 8 + 1]), start=0.0,
+                                end=audio.size / 16000)
+
+
+def test_interim_text_leaves_the_stage_with_pii_masked_even_a_number_cut_short(tmp_path, shared_audio):
+    out = run_call(tmp_path, shared_audio / "jfk.flac", CardEngine())
+    interims = [e for e in out if isinstance(e, InterimTranscript)]
+    assert interims
+    masked = 0
+    for ev in interims:
+        # a run of three or more digits is masked; one or two leading digits of a card say
+        # nothing about it (PCI DSS allows the first six to be shown)
+        assert sum(w in ("four", "one", "two") for w in ev.text.split()) <= 2, ev.text
+        masked += "[NUMBER]" in ev.text or "[CARD]" in ev.text
+    assert masked >= len(interims) // 2
