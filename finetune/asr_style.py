@@ -41,7 +41,6 @@ _CONFUSIONS: dict[str, list[str]] = {}
 for _a, _b in HOMOPHONES:
     _CONFUSIONS.setdefault(_a, []).append(_b)
     _CONFUSIONS.setdefault(_b, []).append(_a)
-_EXPAND = CONTRACTIONS
 _JOIN = {v: k for k, v in CONTRACTIONS.items()}
 _STRETCH = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
 _RUNS = re.compile(r"[.,?](?:\s*[.,?])+")
@@ -76,8 +75,8 @@ def _words(text: str, rng: random.Random, error_rate: float) -> str:
                 continue
             if rng.random() < error_rate * 0.6 and low in _CONFUSIONS:
                 tok = rng.choice(_CONFUSIONS[low])
-            elif low in _EXPAND and rng.random() < 0.3:
-                tok = _EXPAND[low]
+            elif low in CONTRACTIONS and rng.random() < 0.3:
+                tok = CONTRACTIONS[low]
             elif i + 1 < len(tokens) and f"{low} {tokens[i + 1].lower()}" in _JOIN and rng.random() < 0.3:
                 tok = _JOIN[f"{low} {tokens[i + 1].lower()}"]
                 i += 1

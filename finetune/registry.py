@@ -28,11 +28,11 @@ KIND_OF_FORMAT = {"onnx-sentiment": "sentiment", "onnx-intent-slot": "intent-slo
 DEFAULT_MODEL_FILE = {"onnx-sentiment": "model.onnx", "onnx-intent-slot": "model.onnx", "nemo": "model.nemo"}
 
 
-def check_model_folder(folder: Path, format: str, *, require_sha256: bool = True) -> dict:
+def check_model_folder(folder: Path, format: str) -> dict:
     """The folder's manifest.json, after checking that it names a model file that exists and
     whose sha256 matches the manifest's (`sha256` or `model_sha256`). Raises FinetuneError
     with what is wrong: a folder that is not a model must never be registered (and served)."""
-    import hashlib
+    from callsense.core.claims import sha256_of
 
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
@@ -49,15 +49,10 @@ def check_model_folder(folder: Path, format: str, *, require_sha256: bool = True
         raise FinetuneError(f"{folder}: the model file its manifest names ({model_file or 'none'}) is missing")
     expected = manifest.get("sha256") or manifest.get("model_sha256")
     if not expected:
-        if require_sha256:
-            raise FinetuneError(f"{manifest_path} has no sha256 of {model_file}: cannot check the model file")
-        return manifest
-    h = hashlib.sha256()
-    with open(folder / model_file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != expected:
-        raise FinetuneError(f"{folder / model_file}: sha256 {h.hexdigest()[:16]}... differs from its manifest's "
+        raise FinetuneError(f"{manifest_path} has no sha256 of {model_file}: cannot check the model file")
+    digest = sha256_of(folder / model_file)
+    if digest != expected:
+        raise FinetuneError(f"{folder / model_file}: sha256 {digest[:16]}... differs from its manifest's "
                             f"({str(expected)[:16]}...): the file was changed or the manifest belongs to another model")
     return manifest
 
