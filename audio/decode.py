@@ -151,8 +151,15 @@ def _stream_info(container) -> AudioInfo:
 
 
 def _decode_pyav(data: bytes, limits: AudioLimits) -> DecodedAudio:
+    pcm, rate, codec = decode_native(data, limits)
+    return DecodedAudio(channels=resample(pcm, rate, TARGET_RATE), source_rate=rate, codec=codec)
+
+
+def decode_native(data: bytes, limits: AudioLimits | None = None) -> tuple[np.ndarray, int, str]:
+    """Decode with PyAV at the file's own rate: ((n_channels, n_samples) float32, rate, codec)."""
     import av
 
+    limits = limits or DEFAULT_LIMITS
     container = _open_pyav(data)
     with container:
         info = _stream_info(container)
@@ -180,8 +187,7 @@ def _decode_pyav(data: bytes, limits: AudioLimits) -> DecodedAudio:
             # A truncated tail still leaves usable audio; keep what decoded.
     if not per_channel[0] or not rate:
         raise BadInput("the audio stream holds no samples")
-    pcm = _to_float(np.stack([np.concatenate(parts) for parts in per_channel]))
-    return DecodedAudio(channels=resample(pcm, rate, TARGET_RATE), source_rate=rate, codec=codec)
+    return _to_float(np.stack([np.concatenate(parts) for parts in per_channel])), rate, codec
 
 
 def _decode_ffmpeg_cli(data: bytes, limits: AudioLimits) -> DecodedAudio:

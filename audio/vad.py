@@ -101,6 +101,16 @@ class UtteranceEndpointer:
         return self._start is not None
 
     @property
+    def pad(self) -> int:
+        """Samples of padding after the speech of a closed span (span.end = speech end + pad)."""
+        return self._pad
+
+    @property
+    def pending_span_start(self) -> int | None:
+        """Where the open utterance's span will start when it closes (None: nothing open)."""
+        return None if self._start is None else max(self._start - self._pad, self._prev_end)
+
+    @property
     def open_since(self) -> int | None:
         """First sample still needed by an utterance not yet emitted (None: nothing open)."""
         return None if self._start is None else max(self._start - self._pad, 0)
@@ -164,9 +174,12 @@ class UtteranceEndpointer:
 
 def speech_spans(audio: np.ndarray, model: SileroModel, opts: EndpointerOptions) -> list[Span]:
     """All utterances of a finished channel."""
-    stream = SpeechProbabilityStream(model)
+    return spans_of_probabilities(SpeechProbabilityStream(model).push(audio), audio.size, opts)
+
+
+def spans_of_probabilities(probs: np.ndarray, n_samples: int, opts: EndpointerOptions) -> list[Span]:
+    """All utterances of a finished channel of `n_samples`, from its frame probabilities."""
     ep = UtteranceEndpointer(opts)
-    spans = ep.push(stream.push(audio))
+    spans = ep.push(probs)
     spans += ep.finish()
-    n = audio.size
-    return [Span(s.start, min(s.end, n)) for s in spans if s.start < n]
+    return [Span(s.start, min(s.end, n_samples)) for s in spans if s.start < n_samples]

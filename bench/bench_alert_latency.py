@@ -220,6 +220,9 @@ def main() -> None:
         "notes": {**summary(note_lat), "sent": len(sent), "missed": len(sent) - len(note_lat)},
         "notes_click_to_stored": summary(note_store),
         "notes_stored_to_agent": summary(note_show),
+        "notes_each_s": [{"click_to_stored": round(stored[k] - sent[k], 3),
+                          "stored_to_agent": round(seen[k] / 1000 - stored[k], 3) if k in seen else None}
+                         for k in sent],
         "notes_click_call_to_dispatched": summary(note_dispatch),
         "notes_dispatched_to_stored": summary(note_server),
         "goal_p95_s": GOAL_S,

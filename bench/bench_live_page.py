@@ -85,6 +85,20 @@ def dashboard(data_dir: Path, log: Path):
                 proc.wait(timeout=10)
 
 
+def open_live_page(playwright, url: str):
+    """Headless Chromium signed in as the bench manager, on the Live page: (browser, page)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_role("textbox", name="User name").fill(USER)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_role("heading", name="Live calls").wait_for()
+    return browser, page
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3, help="Scripted live calls, one after the other.")
@@ -104,15 +118,7 @@ def main() -> None:
 
     latencies: list[float] = []
     with dashboard(data_dir, Path(tmp.name) / "dashboard.log") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1400})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.get_by_role("textbox", name="User name").fill(USER)
-        page.get_by_role("textbox", name="Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("button", name="Sign out").wait_for()
-        page.get_by_role("heading", name="Live calls").wait_for()
+        browser, page = open_live_page(p, url)
         for n in range(args.calls):
             script = SCRIPTS[n % len(SCRIPTS)]
             # Each sentence is timed from its write until the page shows it; the call waits

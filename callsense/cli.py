@@ -448,7 +448,8 @@ def worker(
     try:
         res = PipelineResources(settings)
         try:
-            built = [build_stage(n, res) for n in names]
+            built = [build_stage(n, res) for n in names
+                     for _ in range(settings.pipeline.segment_threads if n == "segment" else 1)]
             logging.getLogger("callsense").info("worker running %s against %s", ", ".join(names), settings.pipeline.kafka_bootstrap)
             run_worker(settings, built, stop)
         except OutageGaveUp as e:
@@ -583,7 +584,8 @@ def blobs_gc(
 ):
     """Remove blobs nothing needs: recordings of failed calls and of calls finished longer ago
     than the retention, blobs no call names (after a day: events in flight may name them), and
-    temp files older than an hour. A blob of a call still processing or within retention stays."""
+    temp files older than an hour, audio in clear that a crash left after a call's recording was redacted
+    (CALLSENSE_PII_AUDIO). A blob of a call still processing or within retention stays."""
     from sqlalchemy import select
     from sqlmodel import Session
 
@@ -597,6 +599,8 @@ def blobs_gc(
     with Session(res.store.engine) as s:
         uses = [BlobUse(blob=b, status=st, started_at=sa or 0.0, finished_at=fa) for b, st, sa, fa in s.exec(
             select(Call.audio_blob, Call.status, Call.started_at, Call.finished_at).where(Call.audio_blob.is_not(None))).all()]
+    # Audio in clear of calls whose recording was redacted, left by a crash (a call's recording always stays).
+    uses += [BlobUse(blob=b, status="clear") for b in res.store.clear_blob_names()]
     report = res.blobs.gc(uses, days * 86400 if days else None, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for name, size, why in report.removed:

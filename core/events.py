@@ -61,6 +61,13 @@ class CallOpened(EventModel):
     audio_blob: str | None = None  # the original recording in the blob store
 
 
+class Word(EventModel):
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
 class UtteranceSpan(EventModel):
     index: int
     start: float  # seconds from the start of the call
@@ -81,6 +88,12 @@ class UtteranceBatch(EventModel):
     audio: AudioRef
     # Wall-clock time the call started, for live calls (latency accounting).
     live_started_at: float | None = None
+    # A live utterance the segment stage has heard already (its sentence-pause check
+    # recognized exactly this speech): its words in call time, PII already redacted, and the
+    # model that heard them. The transcribe stage takes them instead of recognizing the
+    # utterance a second time when its own engine has that model.
+    recognized: list[Word] | None = None
+    recognized_by: str | None = None
 
 
 class CallSegmented(EventModel):
@@ -90,13 +103,6 @@ class CallSegmented(EventModel):
     call_id: str
     utterances_per_channel: dict[int, int]
     duration_s: float
-
-
-class Word(EventModel):
-    text: str
-    start: float
-    end: float
-    probability: float = 1.0
 
 
 class SentenceSentiment(EventModel):
@@ -116,6 +122,14 @@ class Sentence(EventModel):
     loudness_dbfs: float | None = None
 
 
+class PiiSpan(EventModel):
+    """Where redacted PII was said (call time, s): what the store stage silences in the recording."""
+
+    kind: str
+    start: float
+    end: float
+
+
 class TranscribedUtterance(EventModel):
     kind: Literal["transcribed"] = "transcribed"
     call_id: str
@@ -131,6 +145,10 @@ class TranscribedUtterance(EventModel):
     sentences: list[Sentence]
     live_started_at: float | None = None
     sentiment_model: str | None = None
+    # Times of the words the transcribe stage redacted, and the claim-check blob (None: inline)
+    # of the audio it heard them in: that blob holds them in clear until the call is done.
+    pii_spans: list[PiiSpan] = []
+    window_blob: str | None = None
 
 
 class ScoredUtterance(TranscribedUtterance):

@@ -59,6 +59,10 @@ class PipelineSettings(Section):
     inline_audio_max_bytes: int = Field(256_000, description="Audio up to this size travels inside the event; larger goes by claim-check.")
     worker_stages: str = Field("all", description="Comma-separated stages a worker runs, or `all` (every stage the settings call for: "
                                                  "live-transcribe too when live_asr is riva-streaming).")
+    segment_threads: int = Field(2, ge=1, le=16, description="Segment-stage consumers a worker runs (one thread each, the calls "
+                                                              "split between them by partition, models shared): live calls' VAD and "
+                                                              "sentence-pause checks of different calls then run side by side. At most "
+                                                              "kafka_partitions do work.")
     poll_timeout_ms: int = Field(50, ge=1)
     kafka_outage_give_up_s: float = Field(
         300.0, gt=0, description="Broker outage: producers (`produce`, `stream-live`) and workers buffer what they send "
@@ -75,11 +79,13 @@ class PipelineSettings(Section):
     channel_roles: list[str] = Field(default_factory=lambda: ["agent", "customer"], description="Speaker role per channel.")
     live_reorder_window: int = Field(20, ge=0, description="Chunks a live call may arrive out of order before the gap is dead-lettered.")
     live_min_silence_ms: int = Field(300, ge=50, description="Live calls: silence that ends an utterance (shorter = lower latency).")
-    live_sentence_pause_ms: int = Field(0, ge=0, description="Live calls: close an utterance at a pause this long (shorter than "
-                                        "live_min_silence_ms) when the live engine hears the utterance so far end a sentence, so a "
-                                        "sentence does not wait for the rest of its utterance; 0 = off. Decided from the audio "
-                                        "alone on the segment stage's thread (a replay after a crash closes the same utterances); "
-                                        "costs one recognition of the open utterance per such pause.")
+    live_sentence_pause_ms: int = Field(180, ge=0, description="Live calls: at a pause this long (shorter than live_min_silence_ms) "
+                                        "the live engine recognizes the open utterance; when its words end a sentence the utterance "
+                                        "closes there, so a sentence does not wait for the rest of its utterance, and either way "
+                                        "those words are its transcript if it closes at that pause (no second recognition). 0 = off. "
+                                        "Decided from the audio alone on the segment stage's thread (a replay after a crash closes "
+                                        "the same utterances). Keep live_min_silence_ms - this >= the live chunk length, so every "
+                                        "pause is checked before the endpointer's silence closes it.")
     live_interim_ms: int = Field(300, ge=0, description="Live calls: interim text of the utterance still being spoken at most this often "
                                                          "(<prefix>.interim; only when new speech arrived, skipped when behind); 0 = none.")
     max_input_bytes: int = Field(500_000_000, ge=1, description="Recorded calls: larger input files are refused (dead letter) "
@@ -97,12 +103,28 @@ class PipelineSettings(Section):
     vad_min_silence_ms: int = Field(500, ge=50, description="Silence that ends an utterance.")
     vad_speech_pad_ms: int = Field(200, ge=0)
     vad_max_utterance_s: float = Field(15.0, gt=1)
+    diarize_mono: bool = Field(
+        False, description="Recorded mono calls: split the one channel into two speakers (audio/diarize.py: MFCC statistics "
+                           "of 1.5 s windows and of whole turns, spectral clustering, BIC; no model besides the VAD) and "
+                           "store their utterances as channels 0 and 1 with the roles of a two-channel call (whoever speaks "
+                           "first is channel 0). A recording of one voice is split too; overlapping speech goes to one "
+                           "speaker; live calls are not diarized. Off by default: DER 11.2 % on the project's own (tuned-on) "
+                           "calls, `python bench/bench_diarization.py` (docs/architecture.md, Speakers).")
     asr_window_s: float = Field(28.0, gt=1, description="Recorded calls: utterances are packed into windows this long for one ASR pass.")
     pii_redaction: Literal["off", "mask", "remove"] = Field(
         "mask", description="PII in transcripts (card numbers, phone numbers, e-mails, account / ID numbers, street "
                             "addresses; written or spoken): `mask` replaces each with [CARD], [PHONE], [EMAIL], "
                             "[ACCOUNT] or [ADDRESS], `remove` drops it, `off` keeps it. Done in the transcribe and "
                             "live-transcribe stages, before any text is sent on, scored, stored or logged.")
+    pii_audio: Literal["silence", "tone", "keep"] = Field(
+        "silence", description="PII in stored recordings, when pii_redaction is not `off`: `silence` (default) zeroes the "
+                               "times of the redacted words (padded by pii_audio_pad_ms) on every channel of a recorded "
+                               "call's stored recording once the call is done, `tone` puts a 1 kHz beep there instead; the "
+                               "call then names the redacted recording and the original, and the utterance windows that "
+                               "held PII, are deleted from the blob store. `keep` stores the recording as received.")
+    pii_audio_pad_ms: int = Field(250, ge=0, le=2000, description="Padding on each side of a redacted span in the recording: "
+                                                                  "word times are estimates (Moonshine's come from character "
+                                                                  "shares of its segments), so the span is widened by this much.")
     sentence_loudness: bool = Field(True, description="Call characteristics: the transcribe stage sets each sentence's loudness "
                                                        "(RMS dBFS of its audio, `sentences.loudness_dbfs`). Off: sentences are stored "
                                                        "without it (no loudness on the Call and Agents pages). Talk speed, silences "

@@ -81,13 +81,16 @@ def attach_audio(engine: Engine, settings: Settings, call_id: str, path: Path, b
 
 def split_channels(data: bytes, n_channels: int | None = None, decoder: str = "pyav") -> list[np.ndarray]:
     """Decode to 16 kHz float32, one array per channel. A call stored as one channel whose
-    file has two alike channels (dual mono) gives one mixed track."""
+    file has two alike channels (dual mono) gives one mixed track; a mono file stored as two
+    channels (diarized: CALLSENSE_DIARIZE_MONO) gives its one track for each speaker."""
     from callsense.audio.decode import decode_audio
 
     decoded = decode_audio(data, decoder)
     chans = decoded.channels
     if n_channels == 1 and chans.shape[0] > 1:
         chans = chans.mean(axis=0, keepdims=True)
+    elif n_channels and n_channels > 1 and chans.shape[0] == 1:
+        chans = np.repeat(chans, n_channels, axis=0)
     return [np.ascontiguousarray(c) for c in chans]
 
 

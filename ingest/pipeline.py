@@ -40,6 +40,15 @@ class PipelineResources:
             return None
         return create_asr_engine(self.settings.model_copy(update={"cpu_threads": 1}))
 
+    def live_engine(self):
+        """The ASR engine itself (shared with the transcribe stage of this process) where its
+        cost follows the audio; None for fixed-window engines."""
+        from callsense.asr.base import asr_engines
+
+        if getattr(asr_engines.get(self.settings.asr.engine), "fixed_window_s", None) is not None:
+            return None
+        return self.asr_engine
+
     @cached_property
     def finals_first(self):
         """Shared by the transcribe stage and the segment stage's interim thread of this process."""
@@ -66,7 +75,7 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
         from callsense.ingest.stages.segment import CallSegmenter
 
         return CallSegmenter(res.settings, res.blobs, res.vad, interim_engine=res.interim_engine,
-                             finals_first=res.finals_first)
+                             finals_first=res.finals_first, pause_engine=res.live_engine)
     if name == LIVE_TRANSCRIBE:
         from callsense.asr.engines.riva import RivaEngine
         from callsense.ingest.stages.live_transcribe import RivaLiveTranscriber
@@ -87,10 +96,13 @@ def build_stage(name: str, res: PipelineResources) -> Stage:
         from callsense.ingest.categories import rules_from_settings
         from callsense.ingest.stages.store import ResultWriter
 
+        from callsense.ingest.recording_redaction import RecordingRedactor
+
+        recordings = RecordingRedactor.from_settings(res.settings, res.store, res.blobs)
         if not res.settings.pipeline.categories:
-            return ResultWriter(res.store, None)
+            return ResultWriter(res.store, None, recordings)
         # An invalid rule file stops here, before the worker consumes anything (CategoryRulesError).
-        return ResultWriter(res.store, rules_from_settings(res.settings))
+        return ResultWriter(res.store, rules_from_settings(res.settings), recordings)
     raise ValueError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_NAMES)}")
 
 

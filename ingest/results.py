@@ -25,7 +25,8 @@ def result_rows(events: Iterable[EventModel]) -> ResultBatch:
                 call_id=ev.call_id, channel=ev.channel, index=ev.index, speaker=ev.speaker, start=ev.start, end=ev.end,
                 text=ev.text, asr_model=ev.asr_model, agent_id=ev.agent_id, confidence=ev.confidence,
                 live_started_at=ev.live_started_at,
-                sentences=tuple(_sentence_row(s) for s in ev.sentences)))
+                sentences=tuple(_sentence_row(s) for s in ev.sentences),
+                pii_spans=tuple((p.kind, p.start, p.end) for p in ev.pii_spans), window_blob=ev.window_blob))
         elif isinstance(ev, DeadLetter):
             batch.failures.append(FailureRow(stage=ev.stage, reason=ev.reason, at=ev.at, call_id=ev.call_id,
                                              detail=ev.detail, fatal=ev.fatal))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from callsense.store.rows import CallForRules, CallOpening, CategoryRow, ResultBatch, UtteranceRow
-from callsense.store.schema import Call, CallCategory, DeadLetterRecord, Sentence, Utterance
+from callsense.store.review import CallAudio
+from callsense.store.rows import (
+    CallForRules, CallOpening, CategoryRow, ClearBlobRow, RecordingToRedact, ResultBatch, UtteranceRow,
+)
+from callsense.store.schema import Call, CallCategory, ClearAudioBlob, DeadLetterRecord, Sentence, Utterance
 
 
 # Reasons and details come from exceptions and messages: bounded before they are stored.
@@ -71,6 +75,9 @@ class ResultStore:
                     utterances_expected=seg.utterances_expected, duration_s=seg.duration_s))
             if utts:
                 self._write_utterances(s, utts, now)
+            clear = [*batch.clear_blobs, *((u.call_id, u.window_blob, "window") for u in utts if u.pii_spans and u.window_blob)]
+            if clear:
+                self._add_clear_blobs(s, clear, now)
             for d in dead:
                 s.add(DeadLetterRecord(stage=d.stage, call_id=d.call_id, reason=d.reason[:MAX_REASON_CHARS],
                                        detail=d.detail[:MAX_DETAIL_CHARS], at=d.at))
@@ -85,7 +92,15 @@ class ResultStore:
                       speakers=",".join(row.speakers), agent_id=row.agent_id, started_at=row.started_at,
                       audio_blob=row.audio_blob)
         stmt = self._insert(Call).values(**values, status="processing")
-        s.exec(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
+        set_ = {k: v for k, v in values.items() if k != "id"}
+        # An event that names no recording (the store stage blanks the original of a redacted
+        # recording, redelivered or submitted again) keeps the recording the call names; a new
+        # recording is not redacted yet.
+        set_["audio_blob"] = func.coalesce(stmt.excluded.audio_blob, Call.audio_blob)
+        set_["audio_redaction"] = case(
+            (or_(stmt.excluded.audio_blob.is_(None), stmt.excluded.audio_blob == Call.audio_blob), Call.audio_redaction),
+            else_=None)
+        s.exec(stmt.on_conflict_do_update(index_elements=["id"], set_=set_))
 
     def _upsert_many(self, s: Session, table, rows: list[dict], keys: list[str], update_cols: Sequence[str]) -> None:
         """executemany of one compiled statement (cached), not a giant VALUES list to compile."""
@@ -98,8 +113,9 @@ class ResultStore:
     def _write_utterances(self, s: Session, utts: Sequence[UtteranceRow], now: float) -> None:
         self._upsert_many(s, Utterance, [
             dict(call_id=u.call_id, channel=u.channel, idx=u.index, speaker=u.speaker, start=u.start, end=u.end,
-                 text=u.text, asr_confidence=u.confidence, asr_model=u.asr_model, stored_at=now) for u in utts],
-            ["call_id", "channel", "idx"], ("speaker", "start", "end", "text", "asr_confidence", "asr_model"))
+                 text=u.text, asr_confidence=u.confidence, asr_model=u.asr_model, stored_at=now,
+                 pii_spans=json.dumps([list(p) for p in u.pii_spans]) if u.pii_spans else None) for u in utts],
+            ["call_id", "channel", "idx"], ("speaker", "start", "end", "text", "asr_confidence", "asr_model", "pii_spans"))
         call_ids = sorted({u.call_id for u in utts})
         started = dict(s.exec(select(Call.id, Call.started_at).where(Call.id.in_(call_ids))).all())
         rows = [
@@ -131,6 +147,79 @@ class ResultStore:
             if stored.get(call.id, 0) >= call.utterances_expected:
                 call.status, call.finished_at = "done", now
                 s.add(call)
+
+    # ---- PII in recordings ----------------------------------------------------------
+
+    def _add_clear_blobs(self, s: Session, rows: Iterable[tuple[str, str, str]], now: float) -> None:
+        values = [dict(call_id=c, blob=b, role=r, added_at=now) for c, b, r in dict.fromkeys(rows)]
+        s.connection().execute(self._insert(ClearAudioBlob).on_conflict_do_nothing(index_elements=["call_id", "blob"]),
+                               values)
+
+    def recordings_to_redact(self, call_ids: Sequence[str] | None = None, *, since: float | None = None
+                             ) -> list[RecordingToRedact]:
+        """Done calls (of `call_ids`, or all started since `since`) whose recording has not been
+        through the redaction yet although their transcript had PII redacted, with the spans."""
+        has_pii = exists().where(Utterance.call_id == Call.id, Utterance.pii_spans.is_not(None))
+        q = select(Call.id, Call.audio_blob, Call.started_at).where(
+            Call.status == "done", Call.audio_blob.is_not(None), Call.audio_redaction.is_(None), has_pii)
+        if call_ids is not None:
+            if not call_ids:
+                return []
+            q = q.where(Call.id.in_(sorted(set(call_ids))))
+        if since is not None:
+            q = q.where(Call.started_at >= since)
+        with self.engine.connect() as conn:
+            calls = conn.execute(q).all()
+            if not calls:
+                return []
+            spans: dict[str, list[tuple[float, float]]] = {c.id: [] for c in calls}
+            for call_id, text in conn.execute(select(Utterance.call_id, Utterance.pii_spans).where(
+                    Utterance.call_id.in_(list(spans)), Utterance.pii_spans.is_not(None))):
+                spans[call_id].extend((float(a), float(b)) for _, a, b in json.loads(text))
+        return [RecordingToRedact(c.id, c.audio_blob, c.started_at or 0.0, tuple(sorted(spans[c.id]))) for c in calls]
+
+    def replace_recording(self, call_id: str, old_blob: str, new_blob: str | None, state: str,
+                          now: float | None = None) -> bool:
+        """The call names `new_blob` (None: no recording) instead of `old_blob`, which joins the
+        clear audio to withdraw (unless it is the same), in one transaction; only while the call
+        still names `old_blob` unredacted. Returns whether it did."""
+        now = now or time.time()
+        with Session(self.engine) as s:
+            done = s.exec(update(Call).where(Call.id == call_id, Call.audio_blob == old_blob,
+                                             Call.audio_redaction.is_(None))
+                          .values(audio_blob=new_blob, audio_redaction=state)).rowcount
+            if done and new_blob != old_blob:
+                self._add_clear_blobs(s, [(call_id, old_blob, "recording")], now)
+            s.commit()
+        return bool(done)
+
+    def clear_blobs_due(self, call_ids: Sequence[str] | None = None) -> list[ClearBlobRow]:
+        """Clear audio of done calls (of `call_ids`, or all) still to withdraw."""
+        q = (select(ClearAudioBlob.call_id, ClearAudioBlob.blob, ClearAudioBlob.role, ClearAudioBlob.added_at)
+             .join(Call, Call.id == ClearAudioBlob.call_id).where(Call.status == "done"))
+        if call_ids is not None:
+            if not call_ids:
+                return []
+            q = q.where(ClearAudioBlob.call_id.in_(sorted(set(call_ids))))
+        with self.engine.connect() as conn:
+            return [ClearBlobRow(*r) for r in conn.execute(q.order_by(ClearAudioBlob.id))]
+
+    def blob_in_use(self, blob: str) -> bool:
+        """A call names the blob as its recording (or a recording attached to a call is it)."""
+        with self.engine.connect() as conn:
+            return bool(conn.execute(select(or_(exists().where(Call.audio_blob == blob),
+                                                exists().where(CallAudio.blob == blob)))).scalar())
+
+    def forget_clear_blob(self, call_id: str, blob: str) -> None:
+        with Session(self.engine) as s:
+            s.exec(delete(ClearAudioBlob).where(ClearAudioBlob.call_id == call_id, ClearAudioBlob.blob == blob))
+            s.commit()
+
+    def clear_blob_names(self) -> list[str]:
+        """Every blob still listed as the audio in clear of a done call (`callsense blobs gc`)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(ClearAudioBlob.blob).distinct().join(Call, Call.id == ClearAudioBlob.call_id)
+                                     .where(Call.status == "done")).scalars())
 
     # ---- categories ----------------------------------------------------------------
 

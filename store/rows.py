@@ -56,6 +56,28 @@ class UtteranceRow:
     agent_id: str | None = None
     confidence: float | None = None
     live_started_at: float | None = None
+    pii_spans: tuple[tuple[str, float, float], ...] = ()  # (kind, start, end) in call time
+    window_blob: str | None = None  # the claim-check blob of the audio it was heard in (None: inline)
+
+
+@dataclass(frozen=True)
+class RecordingToRedact:
+    """A done call whose stored recording still holds the PII its transcript had redacted."""
+
+    call_id: str
+    audio_blob: str
+    started_at: float
+    spans: tuple[tuple[float, float], ...]  # call time, unpadded
+
+
+@dataclass(frozen=True)
+class ClearBlobRow:
+    """A blob holding a call's audio in clear, due to be withdrawn (the call is done)."""
+
+    call_id: str
+    blob: str
+    role: str  # recording | window
+    added_at: float
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,8 @@ class ResultBatch:
     segmented: list[CallSegmentation] = field(default_factory=list)
     utterances: list[UtteranceRow] = field(default_factory=list)
     failures: list[FailureRow] = field(default_factory=list)
+    # (call_id, blob, role): audio in clear to withdraw once the call is done (ClearAudioBlob).
+    clear_blobs: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.opened or self.segmented or self.utterances or self.failures)
+        return bool(self.opened or self.segmented or self.utterances or self.failures or self.clear_blobs)

@@ -30,6 +30,9 @@ class Call(SQLModel, table=True):
     finished_at: float | None = None
     error: str | None = None
     audio_blob: str | None = None  # sha256 name of the recording in the blob store
+    # What was done to the recording's PII (pipeline.pii_audio): None = nothing (yet), `silenced` /
+    # `toned` = audio_blob is the redacted recording, `nothing-found` = no PII spans to silence.
+    audio_redaction: str | None = None
 
 
 class Utterance(SQLModel, table=True):
@@ -46,6 +49,9 @@ class Utterance(SQLModel, table=True):
     asr_confidence: float | None = None
     asr_model: str = ""
     stored_at: float = 0.0
+    # Where redacted PII was said, JSON [[kind, start, end], ...] in call time: what the
+    # recording's redaction silences (times and kinds only, never the text).
+    pii_spans: str | None = None
 
 
 class Sentence(SQLModel, table=True):
@@ -75,6 +81,20 @@ class Sentence(SQLModel, table=True):
     stored_at: float = 0.0
     # RMS level of the sentence's audio (dBFS), where the audio was at hand when it was transcribed.
     loudness_dbfs: float | None = None
+
+
+class ClearAudioBlob(SQLModel, table=True):
+    """A blob that holds a call's audio in clear and must go once the call is done: the original
+    recording replaced by its redacted copy, an utterance window whose words held PII. The store
+    stage withdraws it and deletes the row; a row left by a crash is done at the next start."""
+
+    __tablename__ = "clear_audio_blobs"
+    __table_args__ = (UniqueConstraint("call_id", "blob", name="uq_clear_audio_blob"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    call_id: str = Field(index=True)
+    blob: str
+    role: str  # recording | window
+    added_at: float = 0.0
 
 
 class CallCategory(SQLModel, table=True):

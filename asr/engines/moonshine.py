@@ -16,7 +16,9 @@ How audio becomes passes, and words get times (Moonshine gives no word times):
   pauses is cut at its quietest moment;
 - each pass's words are aligned to its speech spans (`align_words`: each span's share of
   the letters fits its length, pauses fall after punctuation) and spread over each span
-  in proportion to their letters (`spread_words`);
+  in proportion to their letters (`spread_words`), a number digit by digit, each digit
+  weighing as the word said for it (a read-out card number takes far longer than its
+  characters suggest, and stretches over the pauses between its groups);
 - one segment is yielded per sentence.
 """
 
@@ -334,10 +336,17 @@ def words_of(tokens: list[int], logprobs: list[float], tokenizer) -> list[Decode
     return words
 
 
+# A digit is said as a word of its own ("4111" is "four one one one"): it weighs as the letters
+# of that word plus a word boundary, or read-out card and phone numbers get a fraction of the
+# time they take and every word around them is misplaced (the recording's PII spans too).
+_SPOKEN_DIGIT = {d: len(name) + 1.0 for d, name in zip("0123456789", (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))}
+
+
 def _weight(word: str) -> float:
-    """A word's expected share of the speaking time: its letters and digits, plus one for the
-    word boundary."""
-    return sum(ch.isalnum() for ch in word) + 1.0
+    """A word's expected share of the speaking time: its letters, each digit as the word said
+    for it, plus one for the word boundary."""
+    return sum(_SPOKEN_DIGIT.get(ch, 1.0) for ch in word if ch.isalnum()) + 1.0
 
 
 _SENTENCE_END = re.compile(r"[.!?]['\")\]]*$")
@@ -396,14 +405,38 @@ def align_words(words: list[DecodedWord], spans: list[tuple[float, float]]) -> n
     return owner
 
 
+_DIGIT_SAID = re.compile(r"\D*\d\D*")
+
+
+def _said_units(words: list[DecodedWord]) -> tuple[list[DecodedWord], list[int]]:
+    """The words as they are said: a number ("4111", "212-555-0147.") one unit per digit (with
+    the marks around it), so it can stretch over the pauses between its groups; other words
+    whole. A pause may fall after any digit (numbers are read out in groups, written or not):
+    a digit without a mark after it counts as ending a clause. Returns the units and the word
+    each came from."""
+    units: list[DecodedWord] = []
+    word_of: list[int] = []
+    for i, w in enumerate(words):
+        parts = _DIGIT_SAID.findall(w.text) if any(ch.isdigit() for ch in w.text) else []
+        if len(parts) > 1 and "".join(parts) == w.text:
+            parts = [p if _punctuation(p) else p.rstrip("-") + "," for p in parts]
+        else:
+            parts = [w.text]
+        units.extend(DecodedWord(p, w.logprob) for p in parts)
+        word_of.extend([i] * len(parts))
+    return units, word_of
+
+
 def spread_words(words: list[DecodedWord], spans: list[tuple[float, float]]) -> list[RecognizedWord]:
     """Times for `words`, spoken in order over `spans` (seconds, separated by pauses): each
-    span's words (`align_words`) share it in proportion to their letters."""
+    span's words (`align_words`) share it in proportion to their letters, a number digit by
+    digit (`_said_units`: its time runs from its first digit to its last, across pauses)."""
     if not words or not spans:
         return []
-    weights = np.array([_weight(w.text) for w in words])
-    owner = align_words(words, spans)
-    out: list[RecognizedWord] = []
+    units, word_of = _said_units(words)
+    weights = np.array([_weight(u.text) for u in units])
+    owner = align_words(units, spans)
+    times: dict[int, tuple[float, float]] = {}
     for k, (a, b) in enumerate(spans):
         idx = np.flatnonzero(owner == k)
         if idx.size == 0:
@@ -411,9 +444,11 @@ def spread_words(words: list[DecodedWord], spans: list[tuple[float, float]]) -> 
         w = weights[idx]
         edges = a + (b - a) * np.concatenate([[0.0], np.cumsum(w) / w.sum()])
         for j, i in enumerate(idx):
-            out.append(RecognizedWord(" " + words[i].text, round(float(edges[j]), 3), round(float(edges[j + 1]), 3),
-                                      round(float(math.exp(words[i].logprob)), 4)))
-    return out
+            word = word_of[i]
+            start = times[word][0] if word in times else float(edges[j])
+            times[word] = (start, float(edges[j + 1]))
+    return [RecognizedWord(" " + words[i].text, round(start, 3), round(end, 3), round(float(math.exp(words[i].logprob)), 4))
+            for i, (start, end) in sorted(times.items())]
 
 
 def sentence_segments(words: list[RecognizedWord]) -> list[RecognizedSegment]:

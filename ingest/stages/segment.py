@@ -19,24 +19,28 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from callsense.asr.base import RecognizedWord
 from callsense.core.settings import Settings
 from callsense.store.blobs import BlobStore
 from callsense.audio.decode import AudioLimits, collapse_dual_mono, decode_audio
+from callsense.audio.diarize import diarize
 from callsense.audio.g711 import pcm_to_int16
 from callsense.audio.pcm import float_to_s16le
 from callsense.audio.resample import TARGET_RATE, StreamResampler
 from callsense.core.errors import BadInput
 from callsense.core.events import (
-    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan,
+    CallChunk, CallOpened, CallRecorded, CallSegmented, DeadLetter, EventModel, UtteranceBatch, UtteranceSpan, Word,
 )
 from callsense.ingest.reorder import ChunkReorderBuffer, MissingChunks
 from callsense.ingest.stages.interim import FinalsFirst, InterimRequest, InterimRunner, partial_redactor
 from callsense.ingest.stage import dead_letter
+from callsense.nlp.pii import PiiRedactor, redact_words
 from callsense.nlp.sentences import ends_sentence
 from callsense.audio.vad import (
     EndpointerOptions, SileroModel, Span, SpeechProbabilityStream, UtteranceEndpointer, speech_spans,
@@ -75,6 +79,9 @@ class _LiveChannel:
     interim_at: int = 0  # call sample position of the last interim
     interim_seq: int = 0
     checked_pause: int | None = None  # start of the last pause checked for a sentence end
+    # What the sentence-pause check heard: (where the pause began, the words up to it in call
+    # time). Still valid when the utterance then closes at that same pause (no speech since).
+    heard: tuple[int, list[RecognizedWord]] | None = None
 
 
 @dataclass
@@ -93,7 +100,7 @@ class CallSegmenter:
 
     def __init__(self, settings: Settings, blobs: BlobStore, vad: SileroModel | None = None,
                  interim_engine: Callable[[], object | None] | None = None, interim_background: bool = True,
-                 finals_first: FinalsFirst | None = None):
+                 finals_first: FinalsFirst | None = None, pause_engine: Callable[[], object | None] | None = None):
         self.settings = settings
         self.blobs = blobs
         self.vad = vad or SileroModel()
@@ -111,14 +118,19 @@ class CallSegmenter:
                          if interim_engine is not None and self._interim_every > 0 else None)
         self.clock = time.time  # wall clock: how far behind real time a live chunk is handled
         # Sentence pauses: a pause this long (samples) inside an open utterance is checked for a
-        # sentence end with an engine of the segment stage's own (built at the first need).
+        # sentence end with the live engine (`pause_engine`: the transcribe stage's own in a
+        # worker running both, so what it heard is the final transcript; else one of its own).
         self._sentence_pause = settings.pipeline.live_sentence_pause_ms * TARGET_RATE // 1000
         if self._sentence_pause >= settings.pipeline.live_min_silence_ms * TARGET_RATE // 1000:
             self._sentence_pause = 0  # the endpointer closes there anyway
-        self._pause_engine_factory = interim_engine
+        self._pause_engine_factory = pause_engine or interim_engine
+        # A pause check may give an utterance its final words: interims wait for it as for a final.
+        self._finals_first = finals_first
         self._pause_engine = None
-        if self._sentence_pause and self.segments_live_calls and interim_engine is not None:
-            self._pause_engine = interim_engine()  # now, not in the middle of the first live call
+        # The words heard at a pause travel on with the utterance, so PII is masked here already.
+        self._pause_redactor = PiiRedactor(settings.pipeline.pii_redaction)
+        if self._sentence_pause and self.segments_live_calls and self._pause_engine_factory is not None:
+            self._pause_engine = self._pause_engine_factory()  # now, not in the middle of the first live call
         self.sentence_closes = 0
 
     def open_calls(self) -> set[str]:
@@ -145,21 +157,35 @@ class CallSegmenter:
     # ---- recorded calls ------------------------------------------------------------
 
     def _recorded(self, ev: CallRecorded) -> list[EventModel]:
+        if ev.audio.blob and self.blobs.withdrawn_for(ev.audio.blob, ev.call_id):
+            # The call was stored in full and its recording redacted (store stage, pii_audio): a
+            # redelivery after a crash. Its results are stored; segmenting it again is not needed.
+            log.info("call %s: recording already stored and redacted; redelivered event skipped", ev.call_id)
+            return []
         decoded = decode_audio(self.blobs.get(ev.audio), self.settings.pipeline.decoder, self.limits)
         channels = collapse_dual_mono(decoded.channels)
-        n = channels.shape[0]
+        opts = endpointer_options(self.settings)
+        speech = self._speech_per_channel(channels, opts)
+        n = len(speech)
         speakers = [self.settings.role_of_channel(c, n) for c in range(n)]
         out: list[EventModel] = [CallOpened(
             call_id=ev.call_id, source_name=ev.source_name, mode="recorded", channels=n,
             speakers=speakers, agent_id=ev.agent_id, started_at=ev.received_at, audio_blob=ev.audio.blob)]
         per_channel: dict[int, int] = {}
-        opts = endpointer_options(self.settings)
-        for c in range(n):
-            spans = speech_spans(channels[c], self.vad, opts)
+        for c, (audio, spans) in enumerate(speech):
             per_channel[c] = len(spans)
-            out.extend(self._pack(ev, c, speakers[c], channels[c], spans))
+            out.extend(self._pack(ev, c, speakers[c], audio, spans))
         out.append(CallSegmented(call_id=ev.call_id, utterances_per_channel=per_channel, duration_s=decoded.duration_s))
         return out
+
+    def _speech_per_channel(self, channels: np.ndarray, opts: EndpointerOptions) -> list[tuple[np.ndarray, list[Span]]]:
+        """(audio, utterance spans) per channel. With `diarize_mono`, a mono call becomes two
+        speakers' channels cut from the one track (channel 0: who speaks first); one with too
+        little speech to tell two voices apart stays one channel, segmented as without diarization."""
+        if channels.shape[0] == 1 and self.settings.pipeline.diarize_mono:
+            found = diarize(channels[0], self.vad, opts)
+            return [(channels[0], found.spans_of(k)) for k in range(found.speakers)]
+        return [(channels[c], speech_spans(channels[c], self.vad, opts)) for c in range(channels.shape[0])]
 
     def _pack(self, ev: CallRecorded, channel: int, speaker: str, audio: np.ndarray, spans: list[Span]) -> list[UtteranceBatch]:
         window = self.settings.pipeline.asr_window_s * TARGET_RATE
@@ -270,7 +296,7 @@ class CallSegmenter:
         if probs.size and float(probs.max()) >= chan.endpointer.o.threshold:
             chan.speech_since_interim = True
         for span in chan.endpointer.push(probs):
-            out.append(self._live_batch(call, chan, c, span))
+            out.append(self._live_batch(call, chan, c, span, self._heard_for(chan, span)))
         if self._sentence_pause:
             self._maybe_close_at_sentence(call, chan, c, out)
         # Keep only what an open utterance (plus its left padding) may still need.
@@ -294,28 +320,57 @@ class CallSegmenter:
         engine = self._pause_engine
         if engine is None:
             engine = self._pause_engine = self._pause_engine_factory() if self._pause_engine_factory else None
-            if engine is None:
-                self._sentence_pause = 0
-                return
-        start = max(chan.endpointer.open_since or chan.base, chan.base)
-        audio = chan.audio[start - chan.base:]
-        text = " ".join(seg.text.strip() for seg in engine.transcribe_live(audio) if seg.text.strip())
-        if ends_sentence(text):
+        if engine is None or getattr(engine, "fixed_window_s", None) is not None:
+            self._sentence_pause = 0  # no live engine, or one that pays a whole window per check (Whisper)
+            return
+        # Exactly the audio the utterance will have if it closes at this pause (its span: from
+        # its padded start to the pause's start plus padding), so the words heard here are the
+        # ones a second pass over that span would give.
+        start = max(chan.endpointer.pending_span_start or chan.base, chan.base)
+        end = min(pause[0] + chan.endpointer.pad, chan.base + chan.audio.size)
+        audio = chan.audio[start - chan.base:end - chan.base]
+        words: list[RecognizedWord] = []
+        shift = start / TARGET_RATE
+        with self._finals_first.final() if self._finals_first is not None else nullcontext():
+            segments = list(engine.transcribe_live(audio))
+        for seg in segments:
+            for w in seg.words or ([RecognizedWord(seg.text, seg.start, seg.end, seg.confidence or 1.0)] if seg.text.strip() else []):
+                if w.text.strip():
+                    words.append(RecognizedWord(w.text.strip(), w.start + shift, w.end + shift, w.probability))
+        chan.heard = (pause[0], words)
+        if ends_sentence(" ".join(w.text for w in words)):
             spans = chan.endpointer.close_at_pause()
             self.sentence_closes += len(spans)
             for span in spans:
-                out.append(self._live_batch(call, chan, c, span))
+                out.append(self._live_batch(call, chan, c, span, self._heard_for(chan, span)))
 
-    def _live_batch(self, call: _LiveCall, chan: _LiveChannel, c: int, span: Span) -> UtteranceBatch:
+    def _heard_for(self, chan: _LiveChannel, span: Span) -> list[RecognizedWord] | None:
+        """The words the sentence-pause check heard, when `span` closes at the very pause it
+        checked (nothing was said after them); None otherwise. Used once."""
+        heard, chan.heard = chan.heard, None
+        if heard is None or span.end - chan.endpointer.pad != heard[0]:
+            return None
+        return heard[1]
+
+    def _live_batch(self, call: _LiveCall, chan: _LiveChannel, c: int, span: Span,
+                    heard: list[RecognizedWord] | None = None) -> UtteranceBatch:
         end = min(span.end, chan.base + chan.audio.size)
         start = max(span.start, chan.base)
         pcm = float_to_s16le(chan.audio[start - chan.base:end - chan.base])
         idx = chan.count
         chan.count += 1
+        recognized = None
+        if heard is not None:
+            lo, hi = start / TARGET_RATE, end / TARGET_RATE
+            recognized = []
+            for w in redact_words(heard, self._pause_redactor):
+                w_start = min(max(w.start, lo), hi)
+                recognized.append(Word(text=w.text, start=w_start, end=min(max(w.end, w_start), hi), probability=w.probability))
         return UtteranceBatch(
             call_id=call.call_id, channel=c, speaker=call.speakers[c], agent_id=call.agent_id,
             utterances=[UtteranceSpan(index=idx, start=start / TARGET_RATE, end=end / TARGET_RATE, offset=0.0)],
             audio=self.blobs.put(pcm), live_started_at=call.stream_started_at,
+            recognized=recognized, recognized_by=self._pause_engine.model_id if recognized is not None else None,
         )
 
     def _close_live(self, call: _LiveCall) -> list[EventModel]:

@@ -24,9 +24,9 @@ from callsense.store.blobs import BlobStore
 from callsense.audio.loudness import span_dbfs
 from callsense.audio.pcm import s16le_to_float
 from callsense.audio.resample import TARGET_RATE
-from callsense.core.events import EventModel, Sentence, TranscribedUtterance, UtteranceBatch, UtteranceSpan, Word
+from callsense.core.events import EventModel, PiiSpan, Sentence, TranscribedUtterance, UtteranceBatch, UtteranceSpan, Word
 from callsense.ingest.stages.interim import FinalsFirst
-from callsense.nlp.pii import PiiRedactor, redact_words
+from callsense.nlp.pii import PiiRedactor, redact_timed_words
 from callsense.nlp.sentences import join_words, split_sentences
 
 # Silence between batches of different calls (or channels) packed into one pass.
@@ -102,12 +102,24 @@ class UtteranceTranscriber:
         return [[ev] for ev in events]
 
     def handle_batch(self, events: Sequence[EventModel]) -> list[EventModel]:
-        batches = [ev for ev in events if isinstance(ev, UtteranceBatch)]
+        # A window withdrawn after its call was done and its PII silenced (store stage) is a
+        # redelivery whose utterances are stored already: nothing to do.
+        batches = [ev for ev in events if isinstance(ev, UtteranceBatch)
+                   and not (ev.audio.blob and self.blobs.withdrawn_for(ev.audio.blob, ev.call_id))]
         out: list[EventModel] = []
+        heard = [ev for ev in batches if self._heard_already(ev)]
+        for ev in heard:
+            words = [RecognizedWord(w.text, w.start, w.end, w.probability) for w in ev.recognized]
+            out.append(self._utterance(ev, ev.utterances[0], words, s16le_to_float(self.blobs.get(ev.audio))))
+        batches = [ev for ev in batches if not any(ev is h for h in heard)]
         for group in self._groups(batches):
             with self.finals_first.final() if self.finals_first is not None else nullcontext():
                 out.extend(self._transcribe_group(group))
         return out
+
+    def _heard_already(self, ev: UtteranceBatch) -> bool:
+        """A live utterance the segment stage recognized with this stage's model already."""
+        return ev.recognized is not None and ev.recognized_by == self.engine.model_id and len(ev.utterances) == 1
 
     def _groups(self, batches: Sequence[UtteranceBatch]) -> list[list[_Placed]]:
         groups: list[list[_Placed]] = []
@@ -168,7 +180,7 @@ class UtteranceTranscriber:
 
     def _utterance(self, ev: UtteranceBatch, u: UtteranceSpan, words: list[RecognizedWord],
                    audio: np.ndarray | None = None) -> TranscribedUtterance:
-        words = redact_words(words, self.redactor)  # before any text leaves the stage
+        words, pii = redact_timed_words(words, self.redactor)  # before any text leaves the stage
         sentences = utterance_sentences(words)
         if audio is not None and self.loudness:
             sentences = [with_loudness(s, audio, u) for s in sentences]
@@ -177,4 +189,5 @@ class UtteranceTranscriber:
             call_id=ev.call_id, channel=ev.channel, speaker=ev.speaker, agent_id=ev.agent_id, index=u.index,
             start=u.start, end=u.end, text=join_words(words), confidence=conf,
             asr_model=self.engine.model_id, sentences=sentences, live_started_at=ev.live_started_at,
+            pii_spans=[PiiSpan(kind=p.kind, start=p.start, end=p.end) for p in pii], window_blob=ev.audio.blob,
         )

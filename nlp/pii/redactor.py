@@ -420,12 +420,27 @@ def _merge(spans: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
 W = TypeVar("W")
 
 
+@dataclass(frozen=True)
+class TimedSpan:
+    """Where redacted PII was said: the times of the first and last word it touched."""
+
+    kind: str
+    start: float
+    end: float
+
+
 def redact_words(words: Sequence[W], redactor: PiiRedactor) -> list[W]:
     """Timed words (any dataclass with text, start, end) with the PII redacted across word
     boundaries: the words of a span become one word (the mask, with whatever of the first and
     last word lay outside the span) spanning their times; in `remove` mode they are dropped."""
+    return redact_timed_words(words, redactor)[0]
+
+
+def redact_timed_words(words: Sequence[W], redactor: PiiRedactor) -> tuple[list[W], list[TimedSpan]]:
+    """`redact_words`, and the times of what was redacted (one span per group of words a
+    redaction touched, kind of its first span): what to silence in the recording."""
     if redactor.mode == "off" or not words:
-        return list(words)
+        return list(words), []
     pieces, offsets, pos = [], [], 0
     for w in words:
         t = w.text.strip()
@@ -435,7 +450,7 @@ def redact_words(words: Sequence[W], redactor: PiiRedactor) -> list[W]:
     text = " ".join(pieces)
     spans = redactor.find(text)
     if not spans:
-        return list(words)
+        return list(words), []
     # Groups of words touched by overlapping spans.
     groups: list[list[int]] = []  # [first word, last word]
     for _, start, end in spans:
@@ -446,11 +461,14 @@ def redact_words(words: Sequence[W], redactor: PiiRedactor) -> list[W]:
         else:
             groups.append([first, last])
     out: list[W] = []
+    timed: list[TimedSpan] = []
     k = 0
     for first, last in groups:
         out.extend(words[k:first])
         a, b = offsets[first][0], offsets[last][1]
         inside = [(kind, s - a, e - a) for kind, s, e in spans if s < b and e > a]
+        said = words[first:last + 1]
+        timed.append(TimedSpan(inside[0][0], min(w.start for w in said), max(w.end for w in said)))
         replaced = redactor.apply(text[a:b], inside).strip()
         if replaced and out and not any(ch.isalnum() or ch == "[" for ch in replaced):
             out[-1] = dataclasses.replace(out[-1], text=out[-1].text + replaced)  # "is 4111...1111." -> "is."
@@ -461,4 +479,4 @@ def redact_words(words: Sequence[W], redactor: PiiRedactor) -> list[W]:
                                            **({"probability": min(probs)} if hasattr(words[first], "probability") else {})))
         k = last + 1
     out.extend(words[k:])
-    return out
+    return out, timed

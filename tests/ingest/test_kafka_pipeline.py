@@ -30,6 +30,10 @@ def test_recorded_calls_through_kafka_equalembedded_reference(pipeline_env, repo
 
 def test_live_call_through_kafka_stores_sentences_while_streaming(pipeline_env, repo_root):
     pipeline_env.start_worker()
+    # The call streams once the worker has its models (on a loaded machine that takes a
+    # while), so "while streaming" is about the pipeline, not the worker's start.
+    wait_until(lambda: "worker running" in pipeline_env.worker_log(), 240, "the worker to start",
+               on_timeout=pipeline_env.worker_log)
     sample = repo_root / "samples" / "billing-double-charge.mp3"
     import subprocess
     import sys
@@ -40,7 +44,8 @@ def test_live_call_through_kafka_stores_sentences_while_streaming(pipeline_env, 
     try:
         store = result_store(pipeline_env)
         # A sentence is stored while the call is still being streamed (45 s of audio).
-        wait_until(lambda: store.sentences("live-1"), 40, "the first live sentence", on_timeout=pipeline_env.worker_log)
+        wait_until(lambda: store.sentences("live-1") or streamer.poll() is not None, 120, "the first live sentence",
+                   on_timeout=pipeline_env.worker_log)
         assert streamer.poll() is None, "the stream ended before any sentence was stored"
         call = store.get_call("live-1")
         assert call.mode == "live" and call.status == "processing"

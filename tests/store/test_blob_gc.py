@@ -97,3 +97,40 @@ def test_calls_never_cuts_the_id_at_80_columns(seeded):
     text = console.export_text()
     assert "meld_call_recent-0001" in text and "meld_call_old-0002" in text and long_id in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_withdraw_marks_the_call_then_deletes(tmp_path):
+    from callsense.store.blobs import WITHDRAWN_SUFFIX, BlobWithdrawn
+
+    store = BlobStore(tmp_path, 0)
+    ref = store.put(b"clear audio", keep=True)
+    assert store.withdrawn_calls(ref.blob) is None and not store.withdrawn_for(ref.blob, "c1")
+    assert store.withdraw(ref.blob, "c1") and not store.exists(ref.blob)
+    assert not store.withdraw(ref.blob, "c1")  # again: nothing left to delete, the mark is not doubled
+    store.withdraw(ref.blob, "c2")
+    assert store.withdrawn_calls(ref.blob) == {"c1", "c2"}
+    assert store._path(ref.blob).with_name(ref.blob + WITHDRAWN_SUFFIX).read_text() == "c1\nc2\n"
+    assert store.withdrawn_for(ref.blob, "c1") and not store.withdrawn_for(ref.blob, "c3")
+    with pytest.raises(BlobWithdrawn) as e:
+        store.get(ref)
+    assert e.value.calls == {"c1", "c2"} and isinstance(e.value, FileNotFoundError)
+    # Put again (the same file submitted again): it is there, no longer "withdrawn for" anyone.
+    store.put(b"clear audio", keep=True)
+    assert store.get(ref) == b"clear audio" and not store.withdrawn_for(ref.blob, "c1")
+
+
+def test_gc_removes_clear_audio_of_redacted_calls_and_old_withdrawal_marks(tmp_path):
+    from callsense.store.blobs import WITHDRAWN_MAX_AGE_S, BlobUse
+
+    store = BlobStore(tmp_path, 0)
+    clear, shared, redacted = (store.put(k, keep=True).blob for k in (b"clear", b"shared", b"redacted"))
+    gone = store.put(b"gone", keep=True).blob
+    store.withdraw(gone, "c1")
+    mark = store._path(gone).with_name(gone + ".withdrawn")
+    now = time.time()
+    os.utime(mark, (now - WITHDRAWN_MAX_AGE_S - 60,) * 2)
+    uses = [BlobUse(redacted, "done", now), BlobUse(clear, "clear"), BlobUse(shared, "clear"), BlobUse(shared, "processing", now)]
+    report = store.gc(uses, None, now=now)
+    assert {(name, why) for name, _, why in report.removed} == {
+        (clear, "clear audio of a redacted call"), (gone + ".withdrawn", "old withdrawal mark")}
+    assert store.exists(shared) and store.exists(redacted)  # still another call's recording; the call's own

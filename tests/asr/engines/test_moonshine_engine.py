@@ -238,3 +238,18 @@ def test_a_pause_falls_after_the_sentence_not_where_letters_put_it():
     timed = spread_words(words, [(0.0, 1.0), (1.5, 2.5)])
     assert [w.text for w in timed] == [" " + w.text for w in words]
     assert timed[2].end == 1.0 and timed[3].start == 1.5 and timed[-1].end == 2.5
+
+
+def test_a_number_read_out_in_groups_is_timed_digit_by_digit_across_its_pauses():
+    # "My card is 4111 1111 1111 1111." said as "... four one one one, one one one one, ...":
+    # the number's 16 digits take far longer than its 16 characters, over four stretches of speech.
+    words = [DecodedWord(t, 0.0) for t in "My card is 4111111111111111.".split()]
+    spans = [(0.0, 1.0), (1.2, 2.4), (2.7, 3.9), (4.2, 5.4), (5.7, 6.9)]
+    timed = spread_words(words, spans)
+    assert [w.text for w in timed] == [" " + w.text for w in words]
+    number = timed[-1]
+    assert number.start < 1.3 and number.end == 6.9  # from the first group to the last, pauses included
+    assert timed[2].end <= number.start and all(w.end <= 1.3 for w in timed[:3])
+    # Written in groups with dashes, a phone number stretches over its pauses too.
+    phone = spread_words([DecodedWord(t, 0.0) for t in "call 212-555-0147.".split()], [(0.0, 0.4), (0.6, 1.6), (1.9, 2.9), (3.2, 4.6)])
+    assert phone[0].end <= 0.4 and phone[1].start < 0.7 and phone[1].end == 4.6

@@ -39,7 +39,7 @@ class WindowEngine(SecondsEngine):
 
 
 def run_call(tmp_path, path, engine, *, behind_s: float = 0.0, interim_ms: int = 300):
-    settings = Settings(data_dir=tmp_path, live_interim_ms=interim_ms)
+    settings = Settings(data_dir=tmp_path, live_interim_ms=interim_ms, live_sentence_pause_ms=0)  # interims alone
     stage = CallSegmenter(settings, BlobStore(tmp_path / "blobs", settings.pipeline.inline_audio_max_bytes),
                           interim_engine=lambda: engine, interim_background=False)
     now = [0.0]

@@ -54,3 +54,30 @@ def test_masked_before_leaving_the_stage(tmp_path, mode):
 def test_remove_and_off(tmp_path):
     assert _run(tmp_path, "remove").text == "Sure. My card is. And my email is. Thanks."
     assert _run(tmp_path, "off").text == SPOKEN
+
+
+@pytest.mark.parametrize("mode", ["mask", "remove"])
+def test_times_of_the_redacted_words_go_on_for_the_recording(tmp_path, mode):
+    out = _run(tmp_path, mode)
+    # "four one one one, 1111 1111 1111." are words 4..10, "jo dot smith at example dot com." 15..21.
+    assert [(p.kind, p.start, p.end) for p in out.pii_spans] == [
+        ("CARD", pytest.approx(0.3 * 4), pytest.approx(0.3 * 10 + 0.25)),
+        ("EMAIL", pytest.approx(0.3 * 15), pytest.approx(0.3 * 21 + 0.25))]
+    assert out.window_blob is None  # the 8 s window travelled inline
+    assert _run(tmp_path, "off").pii_spans == []
+
+
+def test_window_blob_named_and_withdrawn_window_skipped(tmp_path):
+    blobs = BlobStore(tmp_path, 1000)  # every window by claim-check
+    ev = UtteranceBatch(call_id="c1", channel=1, speaker="customer",
+                        utterances=[UtteranceSpan(index=0, start=10.0, end=18.0, offset=0.0)],
+                        audio=blobs.put(float_to_s16le(np.zeros(16000 * 8, np.float32))))
+    stage = UtteranceTranscriber(ScriptedEngine(), blobs)
+    [out] = stage.handle_batch([ev])
+    assert out.window_blob == ev.audio.blob and out.pii_spans[0].start == pytest.approx(10 + 0.3 * 4)
+    # Withdrawn once the call was done (store stage): a redelivery of the batch is skipped...
+    blobs.withdraw(ev.audio.blob, "c1")
+    assert stage.handle_batch([ev]) == []
+    # ...but a batch of another call naming the same audio is not a duplicate: it fails loudly.
+    with pytest.raises(FileNotFoundError, match="withdrawn"):
+        stage.handle_batch([ev.model_copy(update={"call_id": "c2"})])
