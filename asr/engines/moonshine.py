@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -331,9 +332,16 @@ def words_of(tokens: list[int], logprobs: list[float], tokenizer) -> list[Decode
     words = []
     for group in groups:
         text = tokenizer.decode([tokens[i] for i in group]).strip()
-        if text:
+        if text and latin_script(text):
             words.append(DecodedWord(text, float(np.mean([logprobs[i] for i in group]))))
     return words
+
+
+def latin_script(text: str) -> bool:
+    """False for a word with letters outside the Latin script. base-en is an English model: it
+    writes such words only when it makes something up from unclear audio ("哇,哇,哇" for a
+    synthetic stammer), and they would be stored, scored and shown as if said."""
+    return all(not ch.isalpha() or unicodedata.name(ch, "").startswith("LATIN") for ch in text)
 
 
 # A digit is said as a word of its own ("4111" is "four one one one"): it weighs as the letters

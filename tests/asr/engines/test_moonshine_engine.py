@@ -253,3 +253,15 @@ def test_a_number_read_out_in_groups_is_timed_digit_by_digit_across_its_pauses()
     # Written in groups with dashes, a phone number stretches over its pauses too.
     phone = spread_words([DecodedWord(t, 0.0) for t in "call 212-555-0147.".split()], [(0.0, 0.4), (0.6, 1.6), (1.9, 2.9), (3.2, 4.6)])
     assert phone[0].end <= 0.4 and phone[1].start < 0.7 and phone[1].end == 4.6
+
+
+def test_words_in_another_script_are_dropped_from_what_the_english_model_writes():
+    """base-en makes up non-Latin words for unclear audio ("哇,哇,哇"); they are not kept."""
+    from callsense.asr.engines.moonshine import latin_script, load_tokenizer, words_of
+
+    tokenizer = load_tokenizer()
+    enc = tokenizer.encode("Tonight? 哇, 哇, 哇, café you-you know.", add_special_tokens=False)
+    words = [w.text for w in words_of(enc.ids, [0.0] * len(enc.ids), tokenizer)]
+    assert words and not any("哇" in w for w in words)
+    assert any(w.startswith("Tonight") for w in words) and any("caf" in w for w in words)
+    assert latin_script("café,") and latin_script("4111") and not latin_script("哇,") and not latin_script("привет")
