@@ -22,7 +22,6 @@ from typing import Callable, Iterator
 import numpy as np
 
 from callsense.core.events import InterimTranscript
-from callsense.core.settings import Settings
 
 log = logging.getLogger("callsense.segment")
 
@@ -55,12 +54,9 @@ class FinalsFirst:
             return self._cond.wait_for(lambda: self._busy == 0, timeout)
 
 
-def partial_redactor(settings: Settings) -> Callable[[str], str]:
-    """The PII masking of interim text: the pipeline's redaction mode, numbers cut short
-    masked too (an interim may end in the middle of a card number)."""
-    from callsense.nlp.pii import PiiRedactor
-
-    redactor = PiiRedactor(settings.pipeline.pii_redaction)
+def partial_redactor(redactor) -> Callable[[str], str]:
+    """The PII masking of interim text with the stage's own `PiiRedactor` (the pipeline's
+    mode), numbers cut short masked too (an interim may end in the middle of a card number)."""
     return lambda text: redactor.redact_partial(text).text
 
 

@@ -184,7 +184,7 @@ class RivaLiveTranscriber:
         # Interim text (Riva's interim results) on the interim topic, at most every
         # live_interim_ms per channel, PII masked like the segment path's (0: none asked for).
         self._interim_s = settings.pipeline.live_interim_ms / 1000
-        self._redact_interim = partial_redactor(settings)
+        self._redact_interim = partial_redactor(self._redactor)
         self._order = ChunkReorderBuffer(settings.pipeline.live_reorder_window, self.name)
         self._wakeup = threading.Event()
         # Set once a transport calls `pending()` between polls: it then collects a call's

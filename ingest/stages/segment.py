@@ -110,11 +110,13 @@ class CallSegmenter:
         self.segments_live_calls = settings.pipeline.live_asr == "vad"
         self.limits = AudioLimits.from_settings(settings)
         self._refused: dict[str, None] = {}  # live calls refused at their first chunk (insertion ordered, bounded)
+        # What leaves this stage as text (interims, words heard at a pause) is PII-masked here.
+        self._redactor = PiiRedactor(settings.pipeline.pii_redaction)
         # Interim text: a factory of the live ASR engine (None: no interims), built at the first need.
         self._interim_every = settings.pipeline.live_interim_ms * TARGET_RATE // 1000
         self.interims = (InterimRunner(interim_engine, background=interim_background,
                                        max_wait_s=max(0.3, 2 * settings.pipeline.live_interim_ms / 1000),
-                                       finals_first=finals_first, redact=partial_redactor(settings))
+                                       finals_first=finals_first, redact=partial_redactor(self._redactor))
                          if interim_engine is not None and self._interim_every > 0 else None)
         self.clock = time.time  # wall clock: how far behind real time a live chunk is handled
         # Sentence pauses: a pause this long (samples) inside an open utterance is checked for a
@@ -127,8 +129,6 @@ class CallSegmenter:
         # A pause check may give an utterance its final words: interims wait for it as for a final.
         self._finals_first = finals_first
         self._pause_engine = None
-        # The words heard at a pause travel on with the utterance, so PII is masked here already.
-        self._pause_redactor = PiiRedactor(settings.pipeline.pii_redaction)
         if self._sentence_pause and self.segments_live_calls and self._pause_engine_factory is not None:
             self._pause_engine = self._pause_engine_factory()  # now, not in the middle of the first live call
         self.sentence_closes = 0
@@ -363,7 +363,7 @@ class CallSegmenter:
         if heard is not None:
             lo, hi = start / TARGET_RATE, end / TARGET_RATE
             recognized = []
-            for w in redact_words(heard, self._pause_redactor):
+            for w in redact_words(heard, self._redactor):
                 w_start = min(max(w.start, lo), hi)
                 recognized.append(Word(text=w.text, start=w_start, end=min(max(w.end, w_start), hi), probability=w.probability))
         return UtteranceBatch(
