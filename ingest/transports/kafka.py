@@ -290,6 +290,7 @@ class StageConsumer:
 
     def run(self) -> None:
         from kafka import OffsetAndMetadata
+        from kafka.errors import KafkaError
 
         consumer = self._consumer()
         # Know every input topic's partitions before the first poll joins the group: a
@@ -304,7 +305,15 @@ class StageConsumer:
         pending = getattr(self.stage, "pending", None)
         try:
             while not self.stop.is_set():
-                polled = consumer.poll(timeout_ms=200 if pending is None else 20)
+                try:
+                    polled = consumer.poll(timeout_ms=200 if pending is None else 20)
+                except KafkaError as e:
+                    # A broker restart can surface through poll itself (the offset check after a
+                    # rebalance refreshes metadata and meets a refused connection): wait it out
+                    # like any outage; nothing was taken, so nothing is lost.
+                    self.publisher.outage.failed(f"poll: {e.__class__.__name__}", "")
+                    self.publisher.outage.wait()
+                    continue
                 if pending is not None:
                     self._publish_pending(pending)
                 if not polled:
