@@ -29,6 +29,10 @@ class RecognizedSegment:
     words: list[RecognizedWord] = field(default_factory=list)
     confidence: float | None = None
 
+    def timed_words(self) -> list[RecognizedWord]:
+        """Its words with times; an engine that gives none: the segment as one word."""
+        return self.words or [RecognizedWord(self.text, self.start, self.end, self.confidence or 1.0)]
+
 
 class AsrEngine(ABC):
     """16 kHz mono float32 in, punctuated text with word times out."""

@@ -34,20 +34,23 @@ class PipelineResources:
         """A second instance of the live engine, on one CPU thread, for interim text (built on
         the segment stage's interim thread); None when its cost does not follow the audio
         (Whisper: a 30 s window per pass), checked before any model is loaded."""
-        from callsense.asr.base import asr_engines, create_asr_engine
+        from callsense.asr.base import create_asr_engine
 
-        if getattr(asr_engines.get(self.settings.asr.engine), "fixed_window_s", None) is not None:
+        if not self._cost_follows_audio():
             return None
         return create_asr_engine(self.settings.model_copy(update={"cpu_threads": 1}))
 
     def live_engine(self):
         """The ASR engine itself (shared with the transcribe stage of this process) where its
         cost follows the audio; None for fixed-window engines."""
+        return self.asr_engine if self._cost_follows_audio() else None
+
+    def _cost_follows_audio(self) -> bool:
+        """The configured engine's pass costs what its audio lasts (not a fixed window),
+        known from its class before any model is loaded."""
         from callsense.asr.base import asr_engines
 
-        if getattr(asr_engines.get(self.settings.asr.engine), "fixed_window_s", None) is not None:
-            return None
-        return self.asr_engine
+        return getattr(asr_engines.get(self.settings.asr.engine), "fixed_window_s", None) is None
 
     @cached_property
     def finals_first(self):

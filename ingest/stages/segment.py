@@ -334,7 +334,7 @@ class CallSegmenter:
         with self._finals_first.final() if self._finals_first is not None else nullcontext():
             segments = list(engine.transcribe_live(audio))
         for seg in segments:
-            for w in seg.words or ([RecognizedWord(seg.text, seg.start, seg.end, seg.confidence or 1.0)] if seg.text.strip() else []):
+            for w in seg.timed_words():
                 if w.text.strip():
                     words.append(RecognizedWord(w.text.strip(), w.start + shift, w.end + shift, w.probability))
         chan.heard = (pause[0], words)

@@ -107,12 +107,14 @@ class UtteranceTranscriber:
         batches = [ev for ev in events if isinstance(ev, UtteranceBatch)
                    and not (ev.audio.blob and self.blobs.withdrawn_for(ev.audio.blob, ev.call_id))]
         out: list[EventModel] = []
-        heard = [ev for ev in batches if self._heard_already(ev)]
-        for ev in heard:
+        to_recognize = []
+        for ev in batches:
+            if not self._heard_already(ev):
+                to_recognize.append(ev)
+                continue
             words = [RecognizedWord(w.text, w.start, w.end, w.probability) for w in ev.recognized]
             out.append(self._utterance(ev, ev.utterances[0], words, s16le_to_float(self.blobs.get(ev.audio))))
-        batches = [ev for ev in batches if not any(ev is h for h in heard)]
-        for group in self._groups(batches):
+        for group in self._groups(to_recognize):
             with self.finals_first.final() if self.finals_first is not None else nullcontext():
                 out.extend(self._transcribe_group(group))
         return out
@@ -149,8 +151,7 @@ class UtteranceTranscriber:
         words_of = {id(p): [[] for _ in p.batch.utterances] for p in group}
         live = all(p.batch.live_started_at is not None for p in group)
         for seg in (self.engine.transcribe_live(packed) if live else self.engine.transcribe(packed)):
-            words = seg.words or [RecognizedWord(seg.text, seg.start, seg.end, seg.confidence or 1.0)]
-            for w in words:
+            for w in seg.timed_words():
                 mid = (w.start + w.end) / 2
                 place = self._place_of(group, mid)
                 if place is None:
